@@ -1,0 +1,5 @@
+//! Screens, one module per page.
+
+pub mod chat;
+pub mod login;
+pub mod not_found;

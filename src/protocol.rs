@@ -1,0 +1,236 @@
+//! The wire contract, shared by the server and the WASM client.
+//!
+//! Every JSON shape that crosses the network lives here exactly once: server
+//! function results, WebSocket frames in both directions, and the pub/sub
+//! envelope that instances exchange through Redis. `docs/PROTOCOL.md` is the
+//! prose version of this file; keep the two in step.
+//!
+//! Field names follow the original Redis chat demo (`roomId`, `from`, `date`)
+//! so its clients and data stay readable.
+
+use serde::{Deserialize, Serialize};
+
+/// A user id: `INCR total_users`, as in the original demo.
+pub type UserId = u64;
+
+/// The id of the shared room every user belongs to.
+pub const GENERAL_ROOM_ID: &str = "0";
+
+/// Longest accepted message, in characters after trimming (the server's
+/// default; `MAX_MESSAGE_CHARS` can change it).
+pub const DEFAULT_MAX_MESSAGE_CHARS: usize = 4000;
+/// Longest accepted client nonce, in bytes.
+pub const MAX_NONCE_LEN: usize = 64;
+/// Largest accepted WebSocket frame from a client; bigger closes with 1009.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Default and largest page size of `GET /api/messages`.
+pub const DEFAULT_PAGE_SIZE: usize = 50;
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// A signed-in user as the API reports it (`/api/me`, `/api/login`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub username: String,
+}
+
+/// A user found in the directory (`GET /api/users`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryUser {
+    pub id: UserId,
+    pub username: String,
+    pub online: bool,
+}
+
+/// One stored chat message. `id` is the server-assigned id (a Redis stream
+/// entry id such as `1700000000000-0`): unique and increasing within a room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: String,
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+    /// The sender's user id, always set by the server.
+    pub from: UserId,
+    /// Unix seconds, set by the server (as in the original demo).
+    pub date: i64,
+    /// Unix milliseconds, the same instant with more precision.
+    #[serde(rename = "dateMs", default)]
+    pub date_ms: i64,
+    pub message: String,
+    /// The sender's client nonce, echoed so its tab can match the pending copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// A room as listed by `GET /api/rooms` and announced by `show.room`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    pub id: String,
+    /// "General", or the other user's name for a private room.
+    pub name: String,
+    /// The other member of a private room.
+    #[serde(rename = "otherUserId", default, skip_serializing_if = "Option::is_none")]
+    pub other_user_id: Option<UserId>,
+    /// Whether the other member of a private room is online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    #[serde(rename = "lastMessage", default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<ChatMessage>,
+}
+
+/// One page of history, oldest first. `next` is the cursor for the page
+/// before this one (`before=next`), or `None` at the first message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagePage {
+    pub messages: Vec<ChatMessage>,
+    pub next: Option<String>,
+}
+
+/// Client -> server WebSocket frames: `{"type": ..., "data": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum ClientFrame {
+    #[serde(rename = "message")]
+    Message(SendMessage),
+}
+
+/// What a client may say about a new message. Sender and time are not here:
+/// the server decides them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessage {
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// Server -> client WebSocket frames: `{"type": ..., "data": {...}}`.
+///
+/// The same shapes travel between instances inside an [`Envelope`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum ServerFrame {
+    #[serde(rename = "message")]
+    Message(ChatMessage),
+    #[serde(rename = "error")]
+    Error(FrameError),
+    #[serde(rename = "user.connected")]
+    UserConnected(User),
+    #[serde(rename = "user.disconnected")]
+    UserDisconnected(User),
+    #[serde(rename = "show.room")]
+    ShowRoom(RoomSummary),
+}
+
+/// Why a client frame was refused. `nonce` echoes the refused message's nonce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameError {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+}
+
+/// Error codes used in [`FrameError`] and [`crate::api::ApiError`].
+pub mod codes {
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const FORBIDDEN: &str = "forbidden";
+    pub const NOT_FOUND: &str = "not_found";
+    pub const CONFLICT: &str = "conflict";
+    pub const UNAVAILABLE: &str = "unavailable";
+    pub const INTERNAL: &str = "internal";
+    pub const MALFORMED: &str = "malformed";
+    pub const UNKNOWN_TYPE: &str = "unknown_type";
+    pub const TOO_LONG: &str = "too_long";
+    pub const EMPTY: &str = "empty";
+}
+
+/// What instances publish on the Redis channel `MESSAGES`: the original
+/// demo's `{"serverId","type","data"}` shape, where `type`/`data` are a
+/// [`ServerFrame`]. `to` optionally narrows delivery to some users (used for
+/// `show.room`); absent means "the members of the room in `data`".
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    #[serde(rename = "serverId")]
+    pub server_id: String,
+    #[serde(flatten)]
+    pub frame: ServerFrame,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<UserId>,
+}
+
+/// The two members of a private room id `"{min}:{max}"`, or `None` for a
+/// room that is not private (General).
+pub fn private_room_members(room_id: &str) -> Option<(UserId, UserId)> {
+    let (a, b) = room_id.split_once(':')?;
+    let (a, b) = (a.parse().ok()?, b.parse().ok()?);
+    (a < b).then_some((a, b))
+}
+
+/// The id of the private room between two users: `"{min}:{max}"`.
+pub fn private_room_id(a: UserId, b: UserId) -> String {
+    format!("{}:{}", a.min(b), a.max(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_frame_matches_the_documented_shape() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"message","data":{"roomId":"0","message":"hi","nonce":"c-1"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Message(SendMessage {
+                room_id: "0".into(),
+                message: "hi".into(),
+                nonce: Some("c-1".into())
+            })
+        );
+    }
+
+    #[test]
+    fn server_frames_serialise_with_dotted_types() {
+        let f = ServerFrame::UserConnected(User {
+            id: 3,
+            username: "Mary".into(),
+        });
+        assert_eq!(
+            serde_json::to_string(&f).unwrap(),
+            r#"{"type":"user.connected","data":{"id":3,"username":"Mary"}}"#
+        );
+    }
+
+    #[test]
+    fn envelope_keeps_the_original_shape() {
+        let e = Envelope {
+            server_id: "s1".into(),
+            frame: ServerFrame::Error(FrameError {
+                code: "x".into(),
+                message: "y".into(),
+                nonce: None,
+            }),
+            to: vec![],
+        };
+        let v: serde_json::Value = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["serverId"], "s1");
+        assert_eq!(v["type"], "error");
+        assert_eq!(v["data"]["code"], "x");
+        let back: Envelope = serde_json::from_value(v).unwrap();
+        assert_eq!(back.frame, e.frame);
+    }
+
+    #[test]
+    fn private_room_ids() {
+        assert_eq!(private_room_id(7, 2), "2:7");
+        assert_eq!(private_room_members("2:7"), Some((2, 7)));
+        assert_eq!(private_room_members("7:2"), None);
+        assert_eq!(private_room_members("0"), None);
+        assert_eq!(private_room_members("a:b"), None);
+    }
+}
