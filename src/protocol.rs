@@ -69,12 +69,20 @@ pub struct RoomSummary {
     /// "General", or the other user's name for a private room.
     pub name: String,
     /// The other member of a private room.
-    #[serde(rename = "otherUserId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "otherUserId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub other_user_id: Option<UserId>,
     /// Whether the other member of a private room is online.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
-    #[serde(rename = "lastMessage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastMessage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_message: Option<ChatMessage>,
 }
 

@@ -1,0 +1,212 @@
+//! Settings, read once at start-up from the environment (and an optional
+//! `.env` file). Every setting is listed with its default in `.env.sample`
+//! and in the README's configuration table.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+/// Where Redis comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisSource {
+    /// `REDIS_URL`: an external server (`redis://`, `rediss://`, `redis+unix://`).
+    Url(String),
+    /// No `REDIS_URL`: start and supervise a local `redis-server`.
+    Embedded { data_dir: PathBuf, binary: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub site_root: String,
+    pub redis: RedisSource,
+    pub demo_data: bool,
+    pub bcrypt_cost: u32,
+    pub session_ttl: Duration,
+    pub cookie_secure: bool,
+    /// Origins besides the site's own that may open `/ws` and post to `/api`.
+    pub allowed_origins: Vec<String>,
+    pub max_message_chars: usize,
+}
+
+/// A setting that could not be understood; the message names it.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Defaults for tests: loopback on a free port, an external Redis.
+    pub fn for_tests(redis_url: &str) -> Self {
+        Self {
+            addr: "127.0.0.1:0".parse().expect("literal address"),
+            site_root: "target/site".into(),
+            redis: RedisSource::Url(redis_url.into()),
+            demo_data: false,
+            bcrypt_cost: 4,
+            session_ttl: Duration::from_secs(3600),
+            cookie_secure: false,
+            allowed_origins: vec![],
+            max_message_chars: crate::protocol::DEFAULT_MAX_MESSAGE_CHARS,
+        }
+    }
+
+    /// Reads `.env` (if present) and then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Builds the configuration from any key lookup (the environment, or a
+    /// map in unit tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        fn parse<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            key: &str,
+            default: T,
+        ) -> Result<T, ConfigError> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{key}={v:?} is not valid"))),
+            }
+        }
+        fn flag(
+            get: &impl Fn(&str) -> Option<String>,
+            key: &str,
+            default: bool,
+        ) -> Result<bool, ConfigError> {
+            match get(key).map(|v| v.trim().to_ascii_lowercase()) {
+                None => Ok(default),
+                Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+                Some(v) => Err(ConfigError(format!("{key}={v:?} must be true or false"))),
+            }
+        }
+
+        let host = get("ADDR").unwrap_or_else(|| "127.0.0.1".into());
+        let port: u16 = parse(&get, "PORT", 3000)?;
+        let addr: SocketAddr = format!("{host}:{port}")
+            .parse()
+            .or_else(|_| format!("[{host}]:{port}").parse())
+            .map_err(|_| ConfigError(format!("ADDR={host:?} is not an IP address")))?;
+
+        let redis = match get("REDIS_URL") {
+            Some(url) => {
+                let scheme = url.split("://").next().unwrap_or_default();
+                if !["redis", "rediss", "redis+unix", "unix"].contains(&scheme) {
+                    return Err(ConfigError(format!(
+                        "REDIS_URL must start with redis://, rediss:// or redis+unix:// (got {scheme:?})"
+                    )));
+                }
+                RedisSource::Url(url)
+            }
+            None => RedisSource::Embedded {
+                data_dir: get("REDIS_DATA_DIR")
+                    .unwrap_or_else(|| "./data/redis".into())
+                    .into(),
+                binary: get("REDIS_SERVER_BIN").unwrap_or_else(|| "redis-server".into()),
+            },
+        };
+
+        let bcrypt_cost: u32 = parse(&get, "BCRYPT_COST", 12)?;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(ConfigError("BCRYPT_COST must be between 4 and 31".into()));
+        }
+        let session_ttl_secs: u64 = parse(&get, "SESSION_TTL_SECS", 30 * 24 * 3600)?;
+        if session_ttl_secs < 60 {
+            return Err(ConfigError("SESSION_TTL_SECS must be at least 60".into()));
+        }
+        let max_message_chars: usize = parse(
+            &get,
+            "MAX_MESSAGE_CHARS",
+            crate::protocol::DEFAULT_MAX_MESSAGE_CHARS,
+        )?;
+        if max_message_chars == 0 || max_message_chars > 8000 {
+            return Err(ConfigError("MAX_MESSAGE_CHARS must be 1 to 8000".into()));
+        }
+
+        Ok(Self {
+            addr,
+            site_root: get("SITE_ROOT").unwrap_or_else(|| "target/site".into()),
+            redis,
+            demo_data: flag(&get, "DEMO_DATA", true)?,
+            bcrypt_cost,
+            session_ttl: Duration::from_secs(session_ttl_secs),
+            cookie_secure: flag(&get, "COOKIE_SECURE", false)?,
+            allowed_origins: get("ALLOWED_ORIGINS")
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().trim_end_matches('/').to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            max_message_chars,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_redis_on_port_3000() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert!(matches!(c.redis, RedisSource::Embedded { .. }));
+        assert!(c.demo_data);
+        assert_eq!(c.bcrypt_cost, 12);
+    }
+
+    #[test]
+    fn redis_url_and_flags() {
+        let c = with(&[
+            ("REDIS_URL", "rediss://u:p@example:6380"),
+            ("DEMO_DATA", "false"),
+            ("PORT", "8080"),
+            ("ALLOWED_ORIGINS", "https://a.example/, https://b.example"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.redis,
+            RedisSource::Url("rediss://u:p@example:6380".into())
+        );
+        assert!(!c.demo_data);
+        assert_eq!(c.addr.port(), 8080);
+        assert_eq!(
+            c.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        for (k, v) in [
+            ("PORT", "x"),
+            ("DEMO_DATA", "maybe"),
+            ("REDIS_URL", "http://x"),
+            ("BCRYPT_COST", "2"),
+            ("ADDR", "nowhere"),
+        ] {
+            let e = with(&[(k, v)]).unwrap_err();
+            assert!(e.0.contains(k), "{e}");
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! The axum router and the middleware every request passes through.
+
+use super::{ws, AppState};
+use crate::api::ApiError;
+use crate::app::{shell, App};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{header, HeaderMap, HeaderValue, Method, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Json, Router,
+};
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::time::{Duration, Instant};
+
+/// Largest request body accepted by `/api` (server function arguments).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let context_state = state.clone();
+    let options = state.leptos_options.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/ws", get(ws::handler))
+        .route("/api/{*fn_name}", get(server_fn).post(server_fn))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_state.clone()),
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(middleware::from_fn_with_state(state.clone(), api_guard))
+        .layer(middleware::from_fn(security_headers))
+        .layer(middleware::from_fn(log_request))
+        .with_state(state)
+}
+
+async fn server_fn(State(state): State<AppState>, req: Request) -> Response {
+    leptos_axum::handle_server_fns_with_context(move || provide_context(state.clone()), req)
+        .await
+        .into_response()
+}
+
+/// `GET /healthz`: 200 when Redis answers (and says whether the pub/sub
+/// subscription is up), 503 otherwise.
+async fn healthz(State(state): State<AppState>) -> Response {
+    let mut con = state.store.con();
+    let ping_cmd = redis::cmd("PING");
+    let ping = ping_cmd.query_async::<String>(&mut con);
+    let redis_up = matches!(
+        tokio::time::timeout(Duration::from_secs(2), ping).await,
+        Ok(Ok(_))
+    );
+    let body = serde_json::json!({
+        "status": if redis_up { "ok" } else { "unavailable" },
+        "redis": redis_up,
+        "pubsub": state.hub.is_subscribed(),
+        "sockets": state.hub.local_sockets(),
+    });
+    let status = if redis_up {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Whether a request's `Origin` (if any) is this site or an allowed one.
+/// Requests without `Origin` come from non-browser clients or same-origin
+/// navigations; `Sec-Fetch-Site: cross-site` is refused either way.
+pub fn origin_allowed(headers: &HeaderMap, config: &super::config::Config) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let origin = origin.trim_end_matches('/');
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let own = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|rest| !host.is_empty() && rest.eq_ignore_ascii_case(host));
+    own || config.allowed_origins.iter().any(|o| o == origin)
+}
+
+fn json_error(status: StatusCode, error: ApiError) -> Response {
+    (status, Json(error)).into_response()
+}
+
+/// For `/api`: refuses cross-site state changes (CSRF) and oversized
+/// bodies, and gives server function errors their HTTP status.
+async fn api_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if changes_state && !origin_allowed(req.headers(), &state.config) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            ApiError::forbidden("Cross-site requests are not allowed."),
+        );
+    }
+    let too_big = ApiError::new("too_large", "The request body is too large.");
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, too_big);
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, too_big);
+    };
+    let response = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
+
+    // Server functions answer every error with 500; the code in the JSON
+    // body says which status it really is. Redirects (no-JS forms) stay.
+    if response.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !response.headers().contains_key("serverfnerror")
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    if let Ok(error) = serde_json::from_slice::<ApiError>(&bytes) {
+        parts.status = StatusCode::from_u16(error.status()).unwrap_or(parts.status);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "same-origin"),
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "frame-ancestors 'none'; object-src 'none'; base-uri 'self'; form-action 'self'",
+        ),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// One log line per request: method, path, status, latency.
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let response = next.run(req).await;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::config::Config;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let mut c = Config::for_tests("redis://x");
+        let host = ("host", "chat.example:3000");
+        assert!(origin_allowed(&headers(&[host]), &c));
+        assert!(origin_allowed(
+            &headers(&[host, ("origin", "http://chat.example:3000")]),
+            &c
+        ));
+        assert!(!origin_allowed(
+            &headers(&[host, ("origin", "https://evil.example")]),
+            &c
+        ));
+        assert!(!origin_allowed(
+            &headers(&[host, ("sec-fetch-site", "cross-site")]),
+            &c
+        ));
+        c.allowed_origins = vec!["https://app.example".into()];
+        assert!(origin_allowed(
+            &headers(&[host, ("origin", "https://app.example")]),
+            &c
+        ));
+    }
+}

@@ -1,0 +1,272 @@
+//! The server side (feature `ssr`).
+//!
+//! [`start`] wires everything together and is what `main` and the test
+//! suites call: it connects to Redis (or starts the embedded one), runs
+//! the start-up steps (user backfill, import of the original demo's
+//! history, demo data), spawns the pub/sub hub and presence, and serves
+//! the axum router until [`RunningServer::shutdown`].
+
+pub mod config;
+pub mod context;
+pub mod demo;
+pub mod embedded_redis;
+pub mod http;
+pub mod hub;
+pub mod presence;
+pub mod session;
+pub mod store;
+pub mod ws;
+
+use crate::api::ApiError;
+use crate::protocol::{Envelope, RoomSummary, ServerFrame, User, UserId};
+use config::{Config, RedisSource};
+use embedded_redis::EmbeddedRedis;
+use hub::Hub;
+use leptos::config::LeptosOptions;
+use presence::Presence;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use store::Store;
+use tokio::sync::watch;
+
+/// Everything a request handler needs; cloned into each request.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hub: Hub,
+    pub presence: Presence,
+    pub leptos_options: LeptosOptions,
+    /// Becomes `true` when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl axum::extract::FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl AppState {
+    /// Names offered as a quick pick on the sign-in page.
+    pub fn demo_accounts(&self) -> Vec<String> {
+        if self.config.demo_data {
+            demo::DEMO_USERS.iter().map(|s| s.to_string()).collect()
+        } else {
+            vec![]
+        }
+    }
+
+    /// Opens the private room of `user` and `other` (idempotent), telling
+    /// each member's sockets once with `show.room` when it is new to them.
+    pub async fn open_private_room(
+        &self,
+        user: &User,
+        other: UserId,
+    ) -> Result<RoomSummary, ApiError> {
+        if other == user.id {
+            return Err(ApiError::bad_request(
+                "You cannot open a room with yourself.",
+            ));
+        }
+        let Some(other_name) = self.store.username_of(other).await? else {
+            return Err(ApiError::new(
+                crate::protocol::codes::NOT_FOUND,
+                "No such user.",
+            ));
+        };
+        let other_user = User {
+            id: other,
+            username: other_name,
+        };
+        let (room, new_for_a, new_for_b) = self.store.create_private_room(user.id, other).await?;
+        let last_message = self.store.last_message(&room).await?;
+        let online = self.presence.online_flags(&[user.id, other]).await?;
+        let summary_for = |them: &User, them_online: bool| RoomSummary {
+            id: room.clone(),
+            name: them.username.clone(),
+            other_user_id: Some(them.id),
+            online: Some(them_online),
+            last_message: last_message.clone(),
+        };
+        let (a, b) = if user.id < other {
+            (user, &other_user)
+        } else {
+            (&other_user, user)
+        };
+        let (a_online, b_online) = if user.id < other {
+            (online[0], online[1])
+        } else {
+            (online[1], online[0])
+        };
+        let mut con = self.store.con();
+        for (new, me, them, them_online) in
+            [(new_for_a, a, b, b_online), (new_for_b, b, a, a_online)]
+        {
+            if new {
+                let envelope = Envelope {
+                    server_id: self.store.server_id().to_string(),
+                    frame: ServerFrame::ShowRoom(summary_for(them, them_online)),
+                    to: vec![me.id],
+                };
+                let payload = serde_json::to_string(&envelope).unwrap_or_default();
+                redis::cmd("PUBLISH")
+                    .arg(store::CHANNEL)
+                    .arg(payload)
+                    .query_async::<()>(&mut con)
+                    .await
+                    .map_err(store::unavailable)?;
+            }
+        }
+        Ok(summary_for(
+            &other_user,
+            if user.id < other { b_online } else { a_online },
+        ))
+    }
+}
+
+/// Why the server could not start. `Display` is one line for the operator.
+#[derive(Debug)]
+pub enum StartError {
+    Embedded(embedded_redis::EmbeddedError),
+    Redis(String),
+    Bind(SocketAddr, std::io::Error),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Embedded(e) => e.fmt(f),
+            Self::Redis(e) => write!(f, "cannot use Redis: {e}"),
+            Self::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A running server: its address, and how to stop it.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: watch::Sender<bool>,
+    serve: tokio::task::JoinHandle<()>,
+    embedded: Option<EmbeddedRedis>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, close sockets with 1001, finish
+    /// in-flight requests, take this instance's users offline, stop the
+    /// embedded redis-server.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), self.serve)
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish within 10 s");
+        }
+        self.state.presence.withdraw().await;
+        if let Some(redis) = self.embedded {
+            redis.stop().await;
+        }
+    }
+
+    /// Stops serving without any clean-up, as a crash would (tests).
+    pub fn abort(self) {
+        self.serve.abort();
+    }
+}
+
+fn random_server_id() -> String {
+    let mut bytes = [0u8; 8];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts a server with `config`.
+pub async fn start(config: Config) -> Result<RunningServer, StartError> {
+    let (url, embedded) = match &config.redis {
+        RedisSource::Url(url) => (url.clone(), None),
+        RedisSource::Embedded { data_dir, binary } => {
+            let redis = EmbeddedRedis::start(data_dir, binary)
+                .await
+                .map_err(StartError::Embedded)?;
+            tracing::info!(dir = %redis.dir().display(), "embedded redis-server started");
+            (redis.url().to_string(), Some(redis))
+        }
+    };
+    let client = redis::Client::open(url.as_str()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let manager_config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_max_delay(Duration::from_secs(2));
+    let con = redis::aio::ConnectionManager::new_with_config(client.clone(), manager_config)
+        .await
+        .map_err(|e| StartError::Redis(e.to_string()))?;
+
+    let server_id: Arc<str> = random_server_id().into();
+    let store = Store::new(
+        con.clone(),
+        config.bcrypt_cost,
+        config.max_message_chars,
+        server_id.clone(),
+    );
+    let startup = async {
+        store.backfill_users().await?;
+        store.import_legacy_history().await?;
+        if config.demo_data && demo::ensure(&store).await? {
+            tracing::info!("demo data created");
+        }
+        Ok::<_, redis::RedisError>(())
+    };
+    startup
+        .await
+        .map_err(|e| StartError::Redis(e.to_string()))?;
+
+    let presence = Presence::spawn(con, server_id.clone());
+    let hub = Hub::spawn(client, presence.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .map_err(|e| StartError::Bind(config.addr, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(config.addr, e))?;
+    let leptos_options = LeptosOptions::builder()
+        .output_name("redis-chat")
+        .site_root(config.site_root.as_str())
+        .site_pkg_dir("pkg")
+        .site_addr(addr)
+        .build();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = AppState {
+        config: Arc::new(config),
+        store,
+        hub,
+        presence,
+        leptos_options,
+        shutdown: shutdown_rx.clone(),
+    };
+    let router = http::router(state.clone());
+    let mut stop = shutdown_rx;
+    let serve = tokio::spawn(async move {
+        let result = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|down| *down).await;
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "server error");
+        }
+    });
+    Ok(RunningServer {
+        addr,
+        state,
+        shutdown: shutdown_tx,
+        serve,
+        embedded,
+    })
+}

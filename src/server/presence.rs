@@ -1,0 +1,275 @@
+//! Who is online, across tabs and instances.
+//!
+//! The hub reports a user's *local* transitions (first socket opened on this
+//! instance, last one closed). Each instance keeps its online users in a
+//! hash `{online_users}:inst:{server}` (user → name) and a shared hash
+//! `{online_users}:count` counts on how many instances each user is. A Lua
+//! script moves a user in or out of the original demo's `online_users` set
+//! and publishes `user.connected` / `user.disconnected` only when that
+//! count crosses zero, so a second tab or a second instance announces
+//! nothing.
+//!
+//! An instance that dies cannot clean up, so each one refreshes a heartbeat
+//! key `{online_users}:alive:{server}` (TTL 30 s) every 10 s, and every
+//! instance reaps the sets of instances whose heartbeat has expired. All
+//! keys share the hash tag `{online_users}` (the slot of `online_users`), so
+//! each script stays within one cluster slot.
+
+use super::store::{keys, unavailable, CHANNEL};
+use crate::api::ApiError;
+use crate::protocol::{Envelope, ServerFrame, User, UserId};
+use redis::{aio::ConnectionManager, Script};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+use tokio::sync::mpsc;
+
+const COUNTS: &str = "{online_users}:count";
+const INSTANCES: &str = "{online_users}:instances";
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+const HEARTBEAT_TTL_SECS: u64 = 30;
+
+fn instance_key(server: &str) -> String {
+    format!("{{online_users}}:inst:{server}")
+}
+fn alive_key(server: &str) -> String {
+    format!("{{online_users}}:alive:{server}")
+}
+
+/// KEYS: instance hash, counts, online_users. ARGV: user, name, channel, payload.
+static ONLINE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[1], 1) == 1 then
+    redis.call('SADD', KEYS[3], ARGV[1])
+    redis.call('PUBLISH', ARGV[3], ARGV[4])
+    return 1
+  end
+end
+return 0
+"#,
+    )
+});
+
+/// KEYS: instance hash, counts, online_users. ARGV: user, channel, server id.
+static OFFLINE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local name = redis.call('HGET', KEYS[1], ARGV[1])
+if not name then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('SREM', KEYS[3], ARGV[1])
+  redis.call('PUBLISH', ARGV[2], cjson.encode({serverId = ARGV[3], type = 'user.disconnected',
+    data = {id = tonumber(ARGV[1]), username = name}}))
+  return 1
+end
+return 0
+"#,
+    )
+});
+
+/// Takes every user of an instance offline (a dead one, or this one at
+/// shutdown). KEYS: instance hash, counts, online_users, instances set,
+/// alive key. ARGV: server id, channel, publishing server id, force.
+static REAP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+local users = redis.call('HGETALL', KEYS[1])
+for i = 1, #users, 2 do
+  local uid, name = users[i], users[i + 1]
+  if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], uid)
+    redis.call('SREM', KEYS[3], uid)
+    redis.call('PUBLISH', ARGV[2], cjson.encode({serverId = ARGV[3], type = 'user.disconnected',
+      data = {id = tonumber(uid), username = name}}))
+  end
+end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[5])
+redis.call('SREM', KEYS[4], ARGV[1])
+return #users / 2
+"#,
+    )
+});
+
+enum Transition {
+    Online(User),
+    Offline(UserId),
+}
+
+/// Handle to presence (cheap to clone).
+#[derive(Clone)]
+pub struct Presence {
+    con: ConnectionManager,
+    server_id: Arc<str>,
+    transitions: mpsc::UnboundedSender<Transition>,
+}
+
+impl Presence {
+    /// Starts the transition worker and the heartbeat/reaper.
+    pub fn spawn(con: ConnectionManager, server_id: Arc<str>) -> Self {
+        let (transitions, rx) = mpsc::unbounded_channel();
+        let presence = Self {
+            con,
+            server_id,
+            transitions,
+        };
+        tokio::spawn(presence.clone().apply_transitions(rx));
+        tokio::spawn(presence.clone().heartbeat());
+        presence
+    }
+
+    /// The user's first socket on this instance opened.
+    pub fn local_online(&self, user: User) {
+        let _ = self.transitions.send(Transition::Online(user));
+    }
+
+    /// The user's last socket on this instance closed.
+    pub fn local_offline(&self, user: UserId) {
+        let _ = self.transitions.send(Transition::Offline(user));
+    }
+
+    /// For each id, whether that user is online anywhere.
+    pub async fn online_flags(&self, ids: &[UserId]) -> Result<Vec<bool>, ApiError> {
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut con = self.con.clone();
+        let flags: Vec<bool> = redis::cmd("SMISMEMBER")
+            .arg(keys::ONLINE_USERS)
+            .arg(ids)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(flags)
+    }
+
+    /// Takes this instance's users offline (graceful shutdown).
+    pub async fn withdraw(&self) {
+        let mut con = self.con.clone();
+        if let Err(e) = self.reap(&mut con, &self.server_id, true).await {
+            tracing::warn!(error = %e, "could not withdraw presence");
+        }
+    }
+
+    /// Applies transitions in order, one at a time, retrying while Redis is
+    /// down so that no transition is lost.
+    async fn apply_transitions(self, mut rx: mpsc::UnboundedReceiver<Transition>) {
+        let mut con = self.con.clone();
+        let inst = instance_key(&self.server_id);
+        while let Some(t) = rx.recv().await {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                let result = match &t {
+                    Transition::Online(user) => {
+                        ONLINE
+                            .key(&inst)
+                            .key(COUNTS)
+                            .key(keys::ONLINE_USERS)
+                            .arg(user.id)
+                            .arg(&user.username)
+                            .arg(CHANNEL)
+                            .arg(self.payload(ServerFrame::UserConnected(user.clone())))
+                            .invoke_async::<i64>(&mut con)
+                            .await
+                    }
+                    Transition::Offline(id) => {
+                        OFFLINE
+                            .key(&inst)
+                            .key(COUNTS)
+                            .key(keys::ONLINE_USERS)
+                            .arg(*id)
+                            .arg(CHANNEL)
+                            .arg(self.server_id.as_ref())
+                            .invoke_async::<i64>(&mut con)
+                            .await
+                    }
+                };
+                match result {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "presence update failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+    }
+
+    fn payload(&self, frame: ServerFrame) -> String {
+        serde_json::to_string(&Envelope {
+            server_id: self.server_id.to_string(),
+            frame,
+            to: vec![],
+        })
+        .unwrap_or_default()
+    }
+
+    async fn heartbeat(self) {
+        let mut con = self.con.clone();
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        loop {
+            tick.tick().await;
+            if self.transitions.is_closed() {
+                return;
+            }
+            let beat: Result<(), _> = redis::pipe()
+                .cmd("SET")
+                .arg(alive_key(&self.server_id))
+                .arg(1)
+                .arg("EX")
+                .arg(HEARTBEAT_TTL_SECS)
+                .ignore()
+                .sadd(INSTANCES, self.server_id.as_ref())
+                .ignore()
+                .query_async(&mut con)
+                .await;
+            if let Err(e) = beat {
+                tracing::debug!(error = %e, "presence heartbeat failed");
+                continue;
+            }
+            let instances: Vec<String> = match redis::cmd("SMEMBERS")
+                .arg(INSTANCES)
+                .query_async(&mut con)
+                .await
+            {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            for server in instances.iter().filter(|s| **s != *self.server_id) {
+                match self.reap(&mut con, server, false).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(server, users = n, "reaped a dead instance's presence")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "reaping failed"),
+                }
+            }
+        }
+    }
+
+    async fn reap(
+        &self,
+        con: &mut ConnectionManager,
+        server: &str,
+        force: bool,
+    ) -> Result<i64, redis::RedisError> {
+        REAP.key(instance_key(server))
+            .key(COUNTS)
+            .key(keys::ONLINE_USERS)
+            .key(INSTANCES)
+            .key(alive_key(server))
+            .arg(server)
+            .arg(CHANNEL)
+            .arg(self.server_id.as_ref())
+            .arg(if force { "1" } else { "0" })
+            .invoke_async(con)
+            .await
+    }
+}

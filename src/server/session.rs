@@ -1,0 +1,137 @@
+//! Server-side sessions in Redis.
+//!
+//! The cookie holds a random 256-bit token; Redis holds only its SHA-256
+//! (`session:{hash}` → `{id}:{username}`), so a copy of the database does
+//! not contain usable sessions. The TTL slides on every use. Every
+//! instance sees every session, so no sticky load balancing is needed.
+
+use super::store::{keys, unavailable, Store};
+use crate::api::ApiError;
+use crate::protocol::User;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// The session cookie's name.
+pub const COOKIE: &str = "rc_session";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A new random token (64 hex characters) from the OS RNG.
+pub fn new_token() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        tracing::error!(error = %e, "no randomness for a session token");
+        ApiError::internal()
+    })?;
+    Ok(hex(&bytes))
+}
+
+fn key_of(token: &str) -> String {
+    keys::session(&hex(&Sha256::digest(token.as_bytes())))
+}
+
+/// Stores a new session for `user` and returns its token.
+pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String, ApiError> {
+    let token = new_token()?;
+    let mut con = store.con();
+    redis::cmd("SET")
+        .arg(key_of(&token))
+        .arg(format!("{}:{}", user.id, user.username))
+        .arg("EX")
+        .arg(ttl.as_secs())
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(unavailable)?;
+    Ok(token)
+}
+
+/// The user of a token, extending the session's lifetime.
+pub async fn lookup(store: &Store, token: &str, ttl: Duration) -> Result<Option<User>, ApiError> {
+    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut con = store.con();
+    let value: Option<String> = redis::cmd("GETEX")
+        .arg(key_of(token))
+        .arg("EX")
+        .arg(ttl.as_secs())
+        .query_async(&mut con)
+        .await
+        .map_err(unavailable)?;
+    Ok(value.and_then(|v| {
+        let (id, username) = v.split_once(':')?;
+        Some(User {
+            id: id.parse().ok()?,
+            username: username.to_string(),
+        })
+    }))
+}
+
+/// Deletes a session (logout).
+pub async fn delete(store: &Store, token: &str) -> Result<(), ApiError> {
+    let mut con = store.con();
+    redis::cmd("DEL")
+        .arg(key_of(token))
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(unavailable)
+}
+
+/// The session token in a request's `Cookie` headers, if any.
+pub fn token_from_headers(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+}
+
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Lax, whole site.
+pub fn set_cookie(token: &str, ttl: Duration, secure: bool) -> String {
+    format!(
+        "{COOKIE}={token}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{}",
+        ttl.as_secs(),
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_cookie(secure: bool) -> String {
+    format!(
+        "{COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_hex() {
+        let (a, b) = (new_token().unwrap(), new_token().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        assert!(key_of(&a).starts_with("session:"));
+        assert!(!key_of(&a).contains(&a));
+    }
+
+    #[test]
+    fn cookie_parsing() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            http::header::COOKIE,
+            "a=1; rc_session=abc; b=2".parse().unwrap(),
+        );
+        assert_eq!(token_from_headers(&h).as_deref(), Some("abc"));
+        assert_eq!(token_from_headers(&HeaderMap::new()), None);
+        let c = set_cookie("t", Duration::from_secs(60), true);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.ends_with("Secure"));
+    }
+}

@@ -1,0 +1,875 @@
+//! The Redis store: every key the app reads or writes is named here.
+//!
+//! The data model keeps the original Redis chat demo's keys so its data
+//! stays usable (see `docs/DATA_MODEL.md`):
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `total_users` | string | INCR gives new user ids |
+//! | `user:{id}` | hash | `username`, `password` (bcrypt) |
+//! | `username:{name}` | string | `user:{id}` |
+//! | `user:{id}:rooms` | set | room ids the user belongs to |
+//! | `room:{id}:name` | string | display name of a public room ("General") |
+//! | `online_users` | set | ids of users with an open socket |
+//!
+//! and adds its own:
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `username_ci:{lowercase name}` | string | user id; makes names unique case-insensitively (claimed with SET NX) |
+//! | `users_by_name` | zset | `lowercase name \0 id`, score 0: prefix search with ZRANGEBYLEX |
+//! | `room:{ROOM}:stream` | stream | messages; the entry id is the message id (braces: a cluster hash tag) |
+//! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, 24 h: idempotent sends |
+//! | `room:{ROOM}:imported` | string | set once the demo's sorted-set history was copied in |
+//! | `session:{sha256(token)}` | string | `{id}:{username}`, sliding TTL |
+//!
+//! The demo kept history in a sorted set `room:{id}` scored by date, where
+//! identical texts collapse and paging by offset shifts under inserts. Here
+//! a Redis Stream per room gives every message its own increasing id, and
+//! paging by id (`XREVRANGE (cursor - COUNT n`) is O(log N + n) and stable.
+
+use crate::api::ApiError;
+use crate::protocol::{
+    codes, private_room_members, ChatMessage, DirectoryUser, FrameError, MessagePage, RoomSummary,
+    User, UserId, DEFAULT_PAGE_SIZE, GENERAL_ROOM_ID, MAX_NONCE_LEN, MAX_PAGE_SIZE,
+};
+use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use std::sync::{Arc, LazyLock};
+
+/// The pub/sub channel every instance publishes to and subscribes to (the
+/// original demo's name).
+pub const CHANNEL: &str = "MESSAGES";
+
+pub mod keys {
+    use crate::protocol::UserId;
+
+    pub const TOTAL_USERS: &str = "total_users";
+    pub const ONLINE_USERS: &str = "online_users";
+    pub const USERS_BY_NAME: &str = "users_by_name";
+
+    pub fn user(id: UserId) -> String {
+        format!("user:{id}")
+    }
+    pub fn username(name: &str) -> String {
+        format!("username:{name}")
+    }
+    pub fn username_ci(name: &str) -> String {
+        format!("username_ci:{}", name.to_lowercase())
+    }
+    pub fn user_rooms(id: UserId) -> String {
+        format!("user:{id}:rooms")
+    }
+    pub fn room_name(room: &str) -> String {
+        format!("room:{room}:name")
+    }
+    /// The original demo's sorted-set history of a room.
+    pub fn legacy_room(room: &str) -> String {
+        format!("room:{room}")
+    }
+    pub fn room_stream(room: &str) -> String {
+        format!("room:{{{room}}}:stream")
+    }
+    pub fn room_imported(room: &str) -> String {
+        format!("room:{{{room}}}:imported")
+    }
+    pub fn nonce(room: &str, user: UserId, nonce: &str) -> String {
+        format!("room:{{{room}}}:nonce:{user}:{nonce}")
+    }
+    pub fn session(token_hash: &str) -> String {
+        format!("session:{token_hash}")
+    }
+}
+
+/// How long a nonce remembers its message, so a resend after a reconnect
+/// is stored once.
+const NONCE_TTL_SECS: u64 = 24 * 3600;
+
+/// Logs a Redis failure and turns it into the client-facing 503.
+pub fn unavailable(e: redis::RedisError) -> ApiError {
+    tracing::warn!(error = %e, "redis command failed");
+    ApiError::unavailable()
+}
+
+/// Stores a message and publishes it in one round trip. Returns
+/// `{1, id}` for a new message, `{0, id}` when the nonce was seen before
+/// (then nothing is stored or published again).
+static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local nonce = ARGV[5]
+if nonce ~= '' then
+  local prior = redis.call('GET', KEYS[2])
+  if prior then return {0, prior} end
+end
+local id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
+if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
+local ms = tonumber(string.match(id, '^(%d+)-'))
+local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
+              date = math.floor(ms / 1000), dateMs = ms, message = ARGV[2]}
+if nonce ~= '' then data['nonce'] = nonce end
+redis.call('PUBLISH', ARGV[7], cjson.encode({serverId = ARGV[3], type = 'message', data = data}))
+return {1, id}
+"#,
+    )
+});
+
+/// Copies the demo's sorted-set history of one room into its stream, once.
+static IMPORT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local items = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local last = -1
+local n = 0
+for i = 1, #items, 2 do
+  local ok, msg = pcall(cjson.decode, items[i])
+  if ok and type(msg) == 'table' and msg['message'] ~= nil then
+    local ms = math.floor(tonumber(items[i + 1]) * 1000)
+    if ms <= last then ms = last end
+    last = ms
+    local from = tostring(msg['from'] or '0')
+    redis.call('XADD', KEYS[2], tostring(ms) .. '-*', 'from', from, 'message', tostring(msg['message']))
+    n = n + 1
+  end
+end
+redis.call('SET', KEYS[3], n)
+return n
+"#,
+    )
+});
+
+/// What happened to a sent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendOutcome {
+    /// Stored and published; the pub/sub echo delivers it.
+    Stored(String),
+    /// The nonce was used before: this is the message stored then. It was
+    /// not published again, so the sender gets it directly.
+    Duplicate(ChatMessage),
+}
+
+#[derive(Clone)]
+pub struct Store {
+    con: ConnectionManager,
+    bcrypt_cost: u32,
+    pub max_message_chars: usize,
+    server_id: Arc<str>,
+}
+
+impl Store {
+    pub fn new(
+        con: ConnectionManager,
+        bcrypt_cost: u32,
+        max_message_chars: usize,
+        server_id: Arc<str>,
+    ) -> Self {
+        Self {
+            con,
+            bcrypt_cost,
+            max_message_chars,
+            server_id,
+        }
+    }
+
+    /// A handle to the shared multiplexed connection (cheap to clone).
+    pub fn con(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    // ----- accounts ------------------------------------------------------
+
+    /// Creates a user. Name uniqueness is decided by one `SET NX` on the
+    /// lowercase name, so two concurrent registrations cannot both win.
+    pub async fn register(&self, username: &str, password: &str) -> Result<User, ApiError> {
+        let username = validate_username(username)?;
+        validate_password(password)?;
+        let mut con = self.con();
+
+        let claim = keys::username_ci(&username);
+        let claimed: bool = redis::cmd("SET")
+            .arg(&claim)
+            .arg("pending")
+            .arg("NX")
+            .arg("EX")
+            .arg(60)
+            .query_async::<Option<String>>(&mut con)
+            .await
+            .map_err(unavailable)?
+            .is_some();
+        if !claimed {
+            return Err(taken());
+        }
+        // A name written by the original demo has no claim key yet (the
+        // start-up backfill adds it; this covers a race with that).
+        let legacy: bool = con
+            .exists(keys::username(&username))
+            .await
+            .map_err(unavailable)?;
+        if legacy {
+            let _: Result<(), _> = con.del(&claim).await;
+            return Err(taken());
+        }
+
+        let hash = hash_password(password.to_string(), self.bcrypt_cost).await?;
+        let id: UserId = con.incr(keys::TOTAL_USERS, 1).await.map_err(unavailable)?;
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                keys::user(id),
+                &[("username", username.as_str()), ("password", hash.as_str())],
+            )
+            .ignore()
+            .set(keys::username(&username), keys::user(id))
+            .ignore()
+            .sadd(keys::user_rooms(id), GENERAL_ROOM_ID)
+            .ignore()
+            .set(&claim, id)
+            .ignore()
+            .zadd(keys::USERS_BY_NAME, name_index_entry(&username, id), 0)
+            .ignore()
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(User { id, username })
+    }
+
+    /// Checks a password. Unknown users and wrong passwords get the same
+    /// error and take about the same time.
+    pub async fn verify_login(&self, username: &str, password: &str) -> Result<User, ApiError> {
+        let wrong = || ApiError::new(codes::UNAUTHORIZED, "Wrong username or password.");
+        let found = if username.is_empty() || username.len() > 64 || password.len() > 1024 {
+            None
+        } else {
+            self.find_user_id(username).await?
+        };
+        let (user, hash) = match found {
+            Some(id) => {
+                let mut con = self.con();
+                let (name, hash): (Option<String>, Option<String>) = redis::cmd("HMGET")
+                    .arg(keys::user(id))
+                    .arg("username")
+                    .arg("password")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+                match (name, hash) {
+                    (Some(username), Some(hash)) => (Some(User { id, username }), hash),
+                    _ => (None, DUMMY_HASH.to_string()),
+                }
+            }
+            None => (None, DUMMY_HASH.to_string()),
+        };
+        let ok = verify_password(password.to_string(), hash).await?;
+        match user {
+            Some(user) if ok => Ok(user),
+            _ => Err(wrong()),
+        }
+    }
+
+    /// The id of a user by name: case-insensitively through the claim key,
+    /// then exactly through the demo's `username:{name}`.
+    pub async fn find_user_id(&self, username: &str) -> Result<Option<UserId>, ApiError> {
+        let mut con = self.con();
+        let (ci, exact): (Option<String>, Option<String>) = redis::pipe()
+            .get(keys::username_ci(username))
+            .get(keys::username(username))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(ci
+            .and_then(|v| v.parse().ok())
+            .or_else(|| exact.and_then(|v| v.strip_prefix("user:")?.parse().ok())))
+    }
+
+    pub async fn username_of(&self, id: UserId) -> Result<Option<String>, ApiError> {
+        let mut con = self.con();
+        con.hget(keys::user(id), "username")
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Up to 20 users whose name starts with `prefix` (case-insensitive).
+    pub async fn search_users(
+        &self,
+        prefix: &str,
+        exclude: UserId,
+        presence: &super::presence::Presence,
+    ) -> Result<Vec<DirectoryUser>, ApiError> {
+        let prefix = prefix.trim().to_lowercase();
+        if prefix.len() > 64 {
+            return Err(ApiError::bad_request("The search text is too long."));
+        }
+        let mut con = self.con();
+        let (min, max) = if prefix.is_empty() {
+            ("-".to_string(), "+".to_string())
+        } else {
+            (format!("[{prefix}"), format!("[{prefix}\u{10FFFF}"))
+        };
+        let entries: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(keys::USERS_BY_NAME)
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(21)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let ids: Vec<UserId> = entries
+            .iter()
+            .filter_map(|e| e.rsplit('\0').next()?.parse().ok())
+            .filter(|id| *id != exclude)
+            .take(20)
+            .collect();
+        if ids.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hget(keys::user(*id), "username");
+        }
+        let names: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let online = presence.online_flags(&ids).await?;
+        Ok(ids
+            .into_iter()
+            .zip(names)
+            .zip(online)
+            .filter_map(|((id, name), online)| {
+                Some(DirectoryUser {
+                    id,
+                    username: name?,
+                    online,
+                })
+            })
+            .collect())
+    }
+
+    /// Start-up: gives users written by the original demo the keys this
+    /// version adds (case-insensitive claim, name index). Safe to repeat.
+    pub async fn backfill_users(&self) -> Result<usize, redis::RedisError> {
+        let mut con = self.con();
+        let total: Option<u64> = con.get(keys::TOTAL_USERS).await?;
+        let indexed: u64 = con.zcard(keys::USERS_BY_NAME).await?;
+        if total.unwrap_or(0) <= indexed {
+            return Ok(0);
+        }
+        let mut names = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<String> = con.scan_match("username:*").await?;
+            while let Some(item) = futures::StreamExt::next(&mut iter).await {
+                names.push(item?);
+            }
+        }
+        let mut fixed = 0;
+        for key in names {
+            let Some(name) = key.strip_prefix("username:") else {
+                continue;
+            };
+            let value: Option<String> = con.get(&key).await?;
+            let Some(id) = value.and_then(|v| v.strip_prefix("user:")?.parse::<UserId>().ok())
+            else {
+                continue;
+            };
+            let _: () = redis::pipe()
+                .cmd("SET")
+                .arg(keys::username_ci(name))
+                .arg(id)
+                .arg("NX")
+                .ignore()
+                .sadd(keys::user_rooms(id), GENERAL_ROOM_ID)
+                .ignore()
+                .zadd(keys::USERS_BY_NAME, name_index_entry(name, id), 0)
+                .ignore()
+                .query_async(&mut con)
+                .await?;
+            fixed += 1;
+        }
+        Ok(fixed)
+    }
+
+    // ----- rooms -----------------------------------------------------------
+
+    /// Whether `user` belongs to `room`.
+    pub async fn is_member(&self, user: UserId, room: &str) -> Result<bool, ApiError> {
+        if room.is_empty() || room.len() > 64 {
+            return Ok(false);
+        }
+        let mut con = self.con();
+        con.sismember(keys::user_rooms(user), room)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// 403 unless `user` belongs to `room`. The same answer for a room that
+    /// does not exist, so ids cannot be probed.
+    pub async fn require_member(&self, user: UserId, room: &str) -> Result<(), ApiError> {
+        if self.is_member(user, room).await? {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("You are not a member of this room."))
+        }
+    }
+
+    /// All room ids of a user.
+    pub async fn room_ids(&self, user: UserId) -> Result<Vec<String>, redis::RedisError> {
+        let mut con = self.con();
+        con.smembers(keys::user_rooms(user)).await
+    }
+
+    /// The user's rooms with names, presence and last message, most recent
+    /// activity first. Three pipelined round trips whatever the room count.
+    pub async fn rooms_of(
+        &self,
+        user: &User,
+        presence: &super::presence::Presence,
+    ) -> Result<Vec<RoomSummary>, ApiError> {
+        let ids = self.room_ids(user.id).await.map_err(unavailable)?;
+        let mut con = self.con();
+        let mut pipe = redis::pipe();
+        let mut others = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let other = private_room_members(id).map(|(a, b)| if a == user.id { b } else { a });
+            match other {
+                Some(other) => pipe.hget(keys::user(other), "username"),
+                None => pipe.get(keys::room_name(id)),
+            };
+            others.push(other);
+            pipe.cmd("XREVRANGE")
+                .arg(keys::room_stream(id))
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let online_ids: Vec<UserId> = others.iter().flatten().copied().collect();
+        let mut online = presence.online_flags(&online_ids).await?.into_iter();
+
+        let mut rooms = Vec::with_capacity(ids.len());
+        for ((id, other), pair) in ids.into_iter().zip(others).zip(replies.chunks(2)) {
+            let name: Option<String> = redis::from_redis_value_ref(&pair[0]).unwrap_or(None);
+            let last: Vec<RawEntry> = redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
+            let last_message = last
+                .into_iter()
+                .next()
+                .and_then(|e| entry_to_message(&id, e));
+            let name = match (name, other) {
+                (Some(n), _) => n,
+                (None, None) if id == GENERAL_ROOM_ID => "General".to_string(),
+                (None, Some(o)) => format!("User #{o}"),
+                (None, None) => id.clone(),
+            };
+            rooms.push(RoomSummary {
+                online: other.map(|_| online.next().unwrap_or(false)),
+                id,
+                name,
+                other_user_id: other,
+                last_message,
+            });
+        }
+        rooms.sort_by(|a, b| {
+            let key = |r: &RoomSummary| r.last_message.as_ref().map(|m| m.date_ms).unwrap_or(0);
+            key(b)
+                .cmp(&key(a))
+                .then_with(|| (a.id != GENERAL_ROOM_ID).cmp(&(b.id != GENERAL_ROOM_ID)))
+        });
+        Ok(rooms)
+    }
+
+    /// Adds the private room of `a` and `b` to both users' room sets.
+    /// Returns which of the two did not have it yet (so each is told once).
+    pub async fn create_private_room(
+        &self,
+        a: UserId,
+        b: UserId,
+    ) -> Result<(String, bool, bool), ApiError> {
+        let room = crate::protocol::private_room_id(a, b);
+        let mut con = self.con();
+        let (new_a, new_b): (bool, bool) = redis::pipe()
+            .atomic()
+            .sadd(keys::user_rooms(a), &room)
+            .sadd(keys::user_rooms(b), &room)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok((room, new_a, new_b))
+    }
+
+    /// The last message of a room, if any.
+    pub async fn last_message(&self, room: &str) -> Result<Option<ChatMessage>, ApiError> {
+        let mut con = self.con();
+        let last: Vec<RawEntry> = redis::cmd("XREVRANGE")
+            .arg(keys::room_stream(room))
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(last
+            .into_iter()
+            .next()
+            .and_then(|e| entry_to_message(room, e)))
+    }
+
+    // ----- messages ----------------------------------------------------------
+
+    /// One page of history: the newest `limit` messages strictly older than
+    /// `before`, oldest first. One `XREVRANGE ... COUNT limit+1`.
+    pub async fn history(
+        &self,
+        room: &str,
+        before: Option<String>,
+        limit: usize,
+    ) -> Result<MessagePage, ApiError> {
+        let mut con = self.con();
+        let end = match &before {
+            Some(cursor) => format!("({cursor}"),
+            None => "+".to_string(),
+        };
+        let mut entries: Vec<RawEntry> = redis::cmd("XREVRANGE")
+            .arg(keys::room_stream(room))
+            .arg(end)
+            .arg("-")
+            .arg("COUNT")
+            .arg(limit + 1)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        let next = if more {
+            entries.last().map(|e| e.0.clone())
+        } else {
+            None
+        };
+        let mut messages: Vec<ChatMessage> = entries
+            .into_iter()
+            .filter_map(|e| entry_to_message(room, e))
+            .collect();
+        messages.reverse();
+        Ok(MessagePage { messages, next })
+    }
+
+    /// Stores and publishes a message from `from` (already checked to be a
+    /// member). The text is cleaned and checked here; errors are frames
+    /// for the sender.
+    pub async fn send_message(
+        &self,
+        from: UserId,
+        room: &str,
+        text: &str,
+        nonce: Option<&str>,
+    ) -> Result<SendOutcome, FrameError> {
+        let frame_error = |code: &str, message: String| FrameError {
+            code: code.to_string(),
+            message,
+            nonce: nonce.map(str::to_string),
+        };
+        let nonce = nonce.unwrap_or("");
+        if nonce.len() > MAX_NONCE_LEN || nonce.chars().any(char::is_control) {
+            return Err(frame_error(
+                codes::BAD_REQUEST,
+                format!("The nonce must be at most {MAX_NONCE_LEN} printable characters."),
+            ));
+        }
+        let text = clean_message(text);
+        let chars = text.chars().count();
+        if chars == 0 {
+            return Err(frame_error(codes::EMPTY, "The message is empty.".into()));
+        }
+        if chars > self.max_message_chars {
+            return Err(frame_error(
+                codes::TOO_LONG,
+                format!(
+                    "The message is {chars} characters long; the limit is {}.",
+                    self.max_message_chars
+                ),
+            ));
+        }
+        let mut con = self.con();
+        let (fresh, id): (u8, String) = SEND_SCRIPT
+            .key(keys::room_stream(room))
+            .key(keys::nonce(room, from, nonce))
+            .arg(from)
+            .arg(&text)
+            .arg(self.server_id.as_ref())
+            .arg(room)
+            .arg(nonce)
+            .arg(NONCE_TTL_SECS)
+            .arg(CHANNEL)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "send failed");
+                frame_error(
+                    codes::UNAVAILABLE,
+                    "The message could not be stored; please retry.".into(),
+                )
+            })?;
+        if fresh == 1 {
+            return Ok(SendOutcome::Stored(id));
+        }
+        let entries: Vec<RawEntry> = redis::cmd("XRANGE")
+            .arg(keys::room_stream(room))
+            .arg(&id)
+            .arg(&id)
+            .query_async(&mut con)
+            .await
+            .unwrap_or_default();
+        let mut message = entries
+            .into_iter()
+            .next()
+            .and_then(|e| entry_to_message(room, e))
+            .ok_or_else(|| frame_error(codes::INTERNAL, "The original message is gone.".into()))?;
+        message.nonce = Some(nonce.to_string());
+        Ok(SendOutcome::Duplicate(message))
+    }
+
+    /// Start-up: copies every room's history written by the original demo
+    /// (sorted set `room:{id}`) into its stream, once per room, atomically.
+    pub async fn import_legacy_history(&self) -> Result<usize, redis::RedisError> {
+        let mut con = self.con();
+        let mut rooms = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
+                .cursor_arg(0)
+                .arg("MATCH")
+                .arg("room:*")
+                .arg("TYPE")
+                .arg("zset")
+                .clone()
+                .iter_async(&mut con)
+                .await?;
+            while let Some(key) = futures::StreamExt::next(&mut iter).await {
+                rooms.push(key?);
+            }
+        }
+        let mut imported = 0;
+        for key in rooms {
+            let Some(room) = key.strip_prefix("room:") else {
+                continue;
+            };
+            if room.contains('{') {
+                continue;
+            }
+            let n: usize = IMPORT_SCRIPT
+                .key(keys::legacy_room(room))
+                .key(keys::room_stream(room))
+                .key(keys::room_imported(room))
+                .invoke_async(&mut con)
+                .await?;
+            if n > 0 {
+                tracing::info!(room, messages = n, "imported the demo's history");
+            }
+            imported += n;
+        }
+        Ok(imported)
+    }
+}
+
+/// A stream entry as XRANGE returns it: id and flat field/value list.
+type RawEntry = (String, Vec<String>);
+
+fn entry_to_message(room: &str, (id, fields): RawEntry) -> Option<ChatMessage> {
+    let mut from = None;
+    let mut message = None;
+    for pair in fields.chunks(2) {
+        if let [k, v] = pair {
+            match k.as_str() {
+                "from" => from = v.parse().ok(),
+                "message" => message = Some(v.clone()),
+                _ => {}
+            }
+        }
+    }
+    let date_ms: i64 = id.split('-').next()?.parse().ok()?;
+    Some(ChatMessage {
+        id,
+        room_id: room.to_string(),
+        from: from.unwrap_or(0),
+        date: date_ms / 1000,
+        date_ms,
+        message: message?,
+        nonce: None,
+    })
+}
+
+fn taken() -> ApiError {
+    ApiError::new(codes::CONFLICT, "That username is taken.")
+}
+
+fn name_index_entry(name: &str, id: UserId) -> String {
+    format!("{}\0{id}", name.to_lowercase())
+}
+
+/// Username rules: 3-32 characters of ASCII letters, digits, `_ . -`.
+pub fn validate_username(name: &str) -> Result<String, ApiError> {
+    let name = name.trim();
+    let len = name.chars().count();
+    if !(3..=32).contains(&len) {
+        return Err(ApiError::bad_request(
+            "The username must be 3 to 32 characters long.",
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(ApiError::bad_request(
+            "The username may contain only letters, digits, '_', '.' and '-'.",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Password rules: 8-128 characters.
+pub fn validate_password(password: &str) -> Result<(), ApiError> {
+    let len = password.chars().count();
+    if !(8..=128).contains(&len) {
+        return Err(ApiError::bad_request(
+            "The password must be 8 to 128 characters long.",
+        ));
+    }
+    Ok(())
+}
+
+/// Normalises line ends, drops control characters other than newline and
+/// tab, and trims.
+pub fn clean_message(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// `limit` of `/api/messages`: 1-100, default 50.
+pub fn parse_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(DEFAULT_PAGE_SIZE),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit must be a number from 1 to {MAX_PAGE_SIZE}."
+            ))),
+        },
+    }
+}
+
+/// `before` of `/api/messages`: a message id (`<ms>-<seq>`) or absent.
+pub fn parse_cursor(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    match raw.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => {
+            let valid = s.split_once('-').is_some_and(|(ms, seq)| {
+                !ms.is_empty()
+                    && !seq.is_empty()
+                    && ms.len() <= 20
+                    && seq.len() <= 20
+                    && ms.parse::<u64>().is_ok()
+                    && seq.parse::<u64>().is_ok()
+            });
+            if valid {
+                Ok(Some(s.to_string()))
+            } else {
+                Err(ApiError::bad_request(
+                    "before must be a message id from a previous page.",
+                ))
+            }
+        }
+    }
+}
+
+/// A valid bcrypt hash of a random string, verified against when the user
+/// does not exist so both cases cost the same.
+const DUMMY_HASH: &str = "$2b$12$C6UzMDM.H6dfI/f/IKxGhu0QhS5tZ3OV7Ygb3oTnV2XWxyOhBcuT2";
+
+async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .map_err(|_| ApiError::internal())?
+        .map_err(|e| {
+            tracing::error!(error = %e, "bcrypt hash failed");
+            ApiError::internal()
+        })
+}
+
+async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
+    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+        .await
+        .map_err(|_| ApiError::internal())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(validate_username("Mary").is_ok());
+        assert_eq!(validate_username("  a.b-c_d ").unwrap(), "a.b-c_d");
+        assert!(validate_username("ab").is_err());
+        assert!(validate_username(&"x".repeat(33)).is_err());
+        assert!(validate_username("a b c").is_err());
+        assert!(validate_username("<script>").is_err());
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(validate_password("password123").is_ok());
+        assert!(validate_password("short").is_err());
+        assert!(validate_password(&"x".repeat(129)).is_err());
+        // Length counts characters, not bytes.
+        assert!(validate_password(&"é".repeat(100)).is_ok());
+    }
+
+    #[test]
+    fn cleaning_keeps_newlines_and_drops_controls() {
+        assert_eq!(clean_message("  hi\r\nthere\u{7}\0 "), "hi\nthere");
+        assert_eq!(clean_message("\n\t \n"), "");
+    }
+
+    #[test]
+    fn limits_and_cursors() {
+        assert_eq!(parse_limit(None).unwrap(), 50);
+        assert_eq!(parse_limit(Some("100")).unwrap(), 100);
+        for bad in ["0", "101", "-1", "x", "1e3"] {
+            assert_eq!(parse_limit(Some(bad)).unwrap_err().status(), 400, "{bad}");
+        }
+        assert_eq!(parse_cursor(Some("")).unwrap(), None);
+        assert_eq!(
+            parse_cursor(Some("1700000000000-3")).unwrap().as_deref(),
+            Some("1700000000000-3")
+        );
+        for bad in ["x", "1-", "-1", "1-2-3", "+", "(1-0", "1 -0"] {
+            assert!(parse_cursor(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dummy_hash_is_a_valid_bcrypt_hash() {
+        assert!(bcrypt::verify("x", DUMMY_HASH).is_ok());
+    }
+
+    #[test]
+    fn entries_become_messages() {
+        let m = entry_to_message(
+            "0",
+            (
+                "1700000000123-0".into(),
+                vec!["from".into(), "2".into(), "message".into(), "hi".into()],
+            ),
+        )
+        .unwrap();
+        assert_eq!(m.from, 2);
+        assert_eq!(m.date, 1_700_000_000);
+        assert_eq!(m.date_ms, 1_700_000_000_123);
+    }
+}
