@@ -29,6 +29,9 @@
 //!   supervisor, the Redis store, sessions, the pub/sub hub, the WebSocket
 //!   endpoint, presence, demo data and the axum router.
 
+// Leptos view types nest deeply.
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod app;
 pub mod pages;

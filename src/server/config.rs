@@ -25,6 +25,8 @@ pub struct Config {
     /// Origins besides the site's own that may open `/ws` and post to `/api`.
     pub allowed_origins: Vec<String>,
     pub max_message_chars: usize,
+    /// How long an instance's presence survives without its heartbeat.
+    pub presence_ttl: Duration,
 }
 
 /// A setting that could not be understood; the message names it.
@@ -52,6 +54,7 @@ impl Config {
             cookie_secure: false,
             allowed_origins: vec![],
             max_message_chars: crate::protocol::DEFAULT_MAX_MESSAGE_CHARS,
+            presence_ttl: Duration::from_secs(30),
         }
     }
 
@@ -132,6 +135,11 @@ impl Config {
             return Err(ConfigError("MAX_MESSAGE_CHARS must be 1 to 8000".into()));
         }
 
+        let presence_ttl_secs: u64 = parse(&get, "PRESENCE_TTL_SECS", 30)?;
+        if !(3..=3600).contains(&presence_ttl_secs) {
+            return Err(ConfigError("PRESENCE_TTL_SECS must be 3 to 3600".into()));
+        }
+
         Ok(Self {
             addr,
             site_root: get("SITE_ROOT").unwrap_or_else(|| "target/site".into()),
@@ -149,6 +157,7 @@ impl Config {
                 })
                 .unwrap_or_default(),
             max_message_chars,
+            presence_ttl: Duration::from_secs(presence_ttl_secs),
         })
     }
 }

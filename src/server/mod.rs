@@ -223,7 +223,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
-    let presence = Presence::spawn(con, server_id.clone());
+    let presence = Presence::spawn(con, server_id.clone(), config.presence_ttl);
     let hub = Hub::spawn(client, presence.clone());
 
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -10,7 +10,8 @@
 //! nothing.
 //!
 //! An instance that dies cannot clean up, so each one refreshes a heartbeat
-//! key `{online_users}:alive:{server}` (TTL 30 s) every 10 s, and every
+//! key `{online_users}:alive:{server}` (TTL `PRESENCE_TTL_SECS`, 30 s by
+//! default) three times per TTL, and every
 //! instance reaps the sets of instances whose heartbeat has expired. All
 //! keys share the hash tag `{online_users}` (the slot of `online_users`), so
 //! each script stays within one cluster slot.
@@ -27,8 +28,6 @@ use tokio::sync::mpsc;
 
 const COUNTS: &str = "{online_users}:count";
 const INSTANCES: &str = "{online_users}:instances";
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
-const HEARTBEAT_TTL_SECS: u64 = 30;
 
 fn instance_key(server: &str) -> String {
     format!("{{online_users}}:inst:{server}")
@@ -108,16 +107,19 @@ pub struct Presence {
     con: ConnectionManager,
     server_id: Arc<str>,
     transitions: mpsc::UnboundedSender<Transition>,
+    /// Heartbeat lifetime; the heartbeat is refreshed three times per TTL.
+    ttl: Duration,
 }
 
 impl Presence {
     /// Starts the transition worker and the heartbeat/reaper.
-    pub fn spawn(con: ConnectionManager, server_id: Arc<str>) -> Self {
+    pub fn spawn(con: ConnectionManager, server_id: Arc<str>, ttl: Duration) -> Self {
         let (transitions, rx) = mpsc::unbounded_channel();
         let presence = Self {
             con,
             server_id,
             transitions,
+            ttl,
         };
         tokio::spawn(presence.clone().apply_transitions(rx));
         tokio::spawn(presence.clone().heartbeat());
@@ -213,7 +215,7 @@ impl Presence {
 
     async fn heartbeat(self) {
         let mut con = self.con.clone();
-        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        let mut tick = tokio::time::interval(self.ttl / 3);
         loop {
             tick.tick().await;
             if self.transitions.is_closed() {
@@ -223,8 +225,8 @@ impl Presence {
                 .cmd("SET")
                 .arg(alive_key(&self.server_id))
                 .arg(1)
-                .arg("EX")
-                .arg(HEARTBEAT_TTL_SECS)
+                .arg("PX")
+                .arg(self.ttl.as_millis() as u64)
                 .ignore()
                 .sadd(INSTANCES, self.server_id.as_ref())
                 .ignore()

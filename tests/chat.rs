@@ -1,0 +1,493 @@
+//! Real-time chat over real WebSockets: fan-out, history, membership,
+//! presence, multi-instance delivery, limits.
+
+mod common;
+use common::*;
+use redis::AsyncCommands;
+use redis_chat::protocol::{MessagePage, RoomSummary, ServerFrame};
+use serde_json::json;
+
+async fn page(
+    c: &mut Client,
+    room: &str,
+    before: Option<&str>,
+    limit: Option<&str>,
+) -> MessagePage {
+    let mut q = vec![("room_id", room)];
+    if let Some(b) = before {
+        q.push(("before", b));
+    }
+    if let Some(l) = limit {
+        q.push(("limit", l));
+    }
+    let r = c.get(&format!("/api/messages?{}", query(&q))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    serde_json::from_value(r.body).unwrap()
+}
+
+#[tokio::test]
+async fn websocket_needs_a_session_and_the_own_origin() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    assert_eq!(c.try_socket(None).await.err(), Some(401));
+    c.register("alice").await;
+    assert_eq!(
+        c.try_socket(Some("https://evil.example")).await.err(),
+        Some(403)
+    );
+    let own = format!("http://{}", server.addr);
+    assert!(c.try_socket(Some(&own)).await.is_ok());
+    assert!(c.try_socket(None).await.is_ok());
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn messages_reach_every_socket_of_every_member_with_server_identity() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    let alice = a.register("alice").await;
+    let mut b = Client::new(&server);
+    b.register("bob").await;
+    let mut a1 = a.socket().await;
+    let mut a2 = a.socket().await;
+    let mut b1 = b.socket().await;
+
+    // A forged sender and date are ignored.
+    a1.send_json(json!({"type":"message","data":{
+        "roomId":"0","message":"  hello  ","nonce":"n-1","from":999,"date":1}}))
+        .await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for s in [&mut a1, &mut a2, &mut b1] {
+        let m = s.wait_message("hello").await;
+        assert_eq!(m.from, alice.id);
+        assert_eq!(m.room_id, "0");
+        assert!((m.date - before).abs() <= 5, "server time: {}", m.date);
+        assert_eq!(m.date, m.date_ms / 1000);
+        assert_eq!(m.nonce.as_deref(), Some("n-1"));
+    }
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn identical_messages_are_both_kept_and_nonces_make_sends_idempotent() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    s.say("0", "same", "x-1").await;
+    let first = s.wait_message("same").await;
+    s.say("0", "same", "x-2").await;
+    let second = s.wait_message("same").await;
+    assert_ne!(first.id, second.id);
+    // A resend with a used nonce is not stored again; the sender gets the original.
+    s.say("0", "same", "x-1").await;
+    let again = s.wait_message("same").await;
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.nonce.as_deref(), Some("x-1"));
+    let p = page(&mut a, "0", None, None).await;
+    assert_eq!(p.messages.iter().filter(|m| m.message == "same").count(), 2);
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn history_pages_backwards_stably_while_messages_arrive() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    for i in 0..25 {
+        s.say("0", &format!("m{i}"), &format!("n{i}")).await;
+        s.wait_message(&format!("m{i}")).await;
+    }
+    let newest = page(&mut a, "0", None, Some("10")).await;
+    let texts: Vec<_> = newest.messages.iter().map(|m| m.message.clone()).collect();
+    assert_eq!(texts, (15..25).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    // New messages arrive between page loads; the cursor is unaffected.
+    for i in 0..5 {
+        s.say("0", &format!("late{i}"), &format!("l{i}")).await;
+    }
+    let older = page(&mut a, "0", newest.next.as_deref(), Some("10")).await;
+    let texts: Vec<_> = older.messages.iter().map(|m| m.message.clone()).collect();
+    assert_eq!(texts, (5..15).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let oldest = page(&mut a, "0", older.next.as_deref(), Some("10")).await;
+    assert_eq!(oldest.messages.len(), 5);
+    assert_eq!(oldest.messages[0].message, "m0");
+    assert_eq!(oldest.next, None);
+    // Ids increase within the room.
+    let all = page(&mut a, "0", None, Some("100")).await;
+    assert!(all.messages.windows(2).all(|w| {
+        let key = |id: &str| {
+            let (ms, seq) = id.split_once('-').unwrap();
+            (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+        };
+        key(&w[0].id) < key(&w[1].id)
+    }));
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn history_parameters_are_checked() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    assert_eq!(a.get("/api/messages?room_id=0").await.status, 401);
+    a.register("alice").await;
+    for q in [
+        "room_id=0&limit=0",
+        "room_id=0&limit=101",
+        "room_id=0&limit=abc",
+        "room_id=0&before=xyz",
+        "",
+    ] {
+        let r = a.get(&format!("/api/messages?{q}")).await;
+        assert_eq!(r.status, 400, "{q}: {:?}", r.body);
+        assert_eq!(r.body["code"], "bad_request");
+    }
+    let r = a.get("/api/messages?room_id=0").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["messages"], json!([]));
+    assert_eq!(r.body["next"], json!(null));
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn private_rooms_are_for_their_two_members_only() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let (mut a, mut b, mut e) = (
+        Client::new(&server),
+        Client::new(&server),
+        Client::new(&server),
+    );
+    let alice = a.register("alice").await;
+    let bob = b.register("bob").await;
+    let eve = e.register("eve").await;
+    let mut bob_socket = b.socket().await;
+    let mut eve_socket = e.socket().await;
+
+    let r = a
+        .post("/api/private_room", &[("user_id", &bob.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let room: RoomSummary = serde_json::from_value(r.body).unwrap();
+    assert_eq!(room.id, format!("{}:{}", alice.id, bob.id));
+    assert_eq!(room.name, "bob");
+    // Bob is told about the new room, with Alice's name.
+    let shown = bob_socket
+        .wait_for(|f| match f {
+            ServerFrame::ShowRoom(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(shown.id, room.id);
+    assert_eq!(shown.name, "alice");
+    // Opening it again is idempotent.
+    let again = a
+        .post("/api/private_room", &[("user_id", &bob.id.to_string())])
+        .await;
+    assert_eq!(again.status, 200);
+
+    // Bob's socket, open since before the room existed, can send there.
+    bob_socket.say(&room.id, "hi alice", "b1").await;
+    bob_socket.wait_message("hi alice").await;
+    assert_eq!(page(&mut a, &room.id, None, None).await.messages.len(), 1);
+
+    // Eve can neither read nor write it, nor learn whether it exists.
+    for target in [room.id.as_str(), "1:999"] {
+        let r = e
+            .get(&format!("/api/messages?{}", query(&[("room_id", target)])))
+            .await;
+        assert_eq!(r.status, 403, "{target}");
+    }
+    eve_socket.say(&room.id, "let me in", "e1").await;
+    let err = eve_socket
+        .wait_for(|f| match f {
+            ServerFrame::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(err.code, "forbidden");
+    assert_eq!(err.nonce.as_deref(), Some("e1"));
+    let p = page(&mut a, &room.id, None, None).await;
+    assert!(p.messages.iter().all(|m| m.message != "let me in"));
+
+    // Rooms list: only your own rooms.
+    let r = e.get("/api/rooms").await;
+    let rooms: Vec<RoomSummary> = serde_json::from_value(r.body).unwrap();
+    assert_eq!(
+        rooms.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["0"]
+    );
+    let r = a.get("/api/rooms").await;
+    let rooms: Vec<RoomSummary> = serde_json::from_value(r.body).unwrap();
+    assert_eq!(rooms[0].id, room.id, "most recent activity first");
+    assert_eq!(
+        rooms[0].last_message.as_ref().map(|m| m.message.as_str()),
+        Some("hi alice")
+    );
+    assert_eq!(rooms[0].online, Some(true), "bob has a socket open");
+    let _ = eve;
+    assert_eq!(Client::new(&server).get("/api/rooms").await.status, 401);
+    // Self and unknown users are refused clearly.
+    let r = a
+        .post("/api/private_room", &[("user_id", &alice.id.to_string())])
+        .await;
+    assert_eq!(r.status, 400);
+    let r = a.post("/api/private_room", &[("user_id", "4242")]).await;
+    assert_eq!(r.status, 404);
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn user_directory_finds_by_prefix() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    a.register("Mary").await;
+    Client::new(&server).register("marcus").await;
+    Client::new(&server).register("bob").await;
+    let r = a.get("/api/users?q=MAR").await;
+    assert_eq!(r.status, 200);
+    let names: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["marcus"], "without the caller");
+    assert_eq!(Client::new(&server).get("/api/users?q=m").await.status, 401);
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_socket_stays_open() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    let error = |f: &ServerFrame| match f {
+        ServerFrame::Error(e) => Some(e.clone()),
+        _ => None,
+    };
+    s.send_raw("not json".into()).await;
+    assert_eq!(s.wait_for(error).await.code, "malformed");
+    s.send_json(json!({"type":"dance","data":{}})).await;
+    assert_eq!(s.wait_for(error).await.code, "unknown_type");
+    s.say("0", "   \n\t ", "e").await;
+    assert_eq!(s.wait_for(error).await.code, "empty");
+    s.say("0", &"x".repeat(4001), "t").await;
+    let e = s.wait_for(error).await;
+    assert_eq!(
+        (e.code.as_str(), e.nonce.as_deref()),
+        ("too_long", Some("t"))
+    );
+    // 4000 characters of 3-byte text is fine: the limit counts characters.
+    s.say("0", &"€".repeat(4000), "ok").await;
+    s.wait_message(&"€".repeat(4000)).await;
+    s.say("0", "x", &"n".repeat(65)).await;
+    assert_eq!(s.wait_for(error).await.code, "bad_request");
+    // Control characters are stripped.
+    s.say("0", "a\u{7}b\u{0}c", "c").await;
+    s.wait_message("abc").await;
+    // Oversized frames close the socket with 1009.
+    s.send_raw(format!(
+        "{{\"type\":\"message\",\"data\":{{\"roomId\":\"0\",\"message\":\"{}\"}}}}",
+        "y".repeat(20_000)
+    ))
+    .await;
+    loop {
+        match s.next_event().await {
+            Event::Closed(code) => {
+                assert_eq!(code, Some(1009));
+                break;
+            }
+            Event::Frame(_) => continue,
+        }
+    }
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_on_one_redis_deliver_to_each_other_with_one_subscriber_each() {
+    let redis = TestRedis::start().await;
+    let one = serve(config(&redis)).await;
+    let two = serve(config(&redis)).await;
+    let mut a = Client::new(&one);
+    a.register("alice").await;
+    let mut b = Client::new(&two);
+    b.register("bob").await;
+    let mut a_socket = a.socket().await;
+    let mut b_sockets = vec![b.socket().await, b.socket().await, b.socket().await];
+    let mut con = redis.con().await;
+    eventually("both instances subscribed", || {
+        let mut con = con.clone();
+        async move {
+            let r: (String, u64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("MESSAGES")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            r.1 == 2
+        }
+    })
+    .await;
+    a_socket.say("0", "across", "a1").await;
+    for s in &mut b_sockets {
+        s.wait_message("across").await;
+    }
+    // Exactly once on the sender's side too, though both instances saw it.
+    a_socket.wait_message("across").await;
+    b_sockets[0].say("0", "back", "b1").await;
+    let next = a_socket.next_frame().await;
+    assert!(
+        matches!(next, ServerFrame::Message(m) if m.message == "back"),
+        "no duplicate of 'across' arrived before 'back'"
+    );
+    // Still one subscriber per process, however many sockets.
+    let r: (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("MESSAGES")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(r.1, 2);
+    one.shutdown().await;
+    two.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn presence_counts_tabs_and_instances_and_survives_a_crash() {
+    let redis = TestRedis::start().await;
+    let mut cfg = config(&redis);
+    cfg.presence_ttl = std::time::Duration::from_secs(3);
+    let one = serve(cfg.clone()).await;
+    let two = serve(cfg).await;
+    let mut watcher = Client::new(&one);
+    watcher.register("watcher").await;
+    let mut w = watcher.socket().await;
+    let mut m = Client::new(&one);
+    let mary = m.register("mary").await;
+    let con = redis.con().await;
+    let online = |id| {
+        let mut con = con.clone();
+        async move {
+            con.sismember::<_, _, bool>("online_users", id)
+                .await
+                .unwrap()
+        }
+    };
+
+    let tab1 = m.socket().await;
+    let came = w
+        .wait_for(|f| match f {
+            ServerFrame::UserConnected(u) if u.id == mary.id => Some(u.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(came.username, "mary");
+    let tab2 = m.socket().await;
+    // A second tab, and a tab on another instance, announce nothing.
+    let mut m_on_two = m.clone();
+    m_on_two.base = format!("http://{}", two.addr);
+    let tab3 = m_on_two.socket().await;
+    tab1.close().await;
+    tab2.close().await;
+    assert!(online(mary.id).await, "still open on instance two");
+    // Instance two dies without cleaning up; the survivors reap it.
+    two.abort();
+    drop(tab3);
+    let left = w
+        .wait_for(|f| match f {
+            ServerFrame::UserDisconnected(u) if u.id == mary.id => Some(u.clone()),
+            ServerFrame::UserConnected(u) if u.id == mary.id => {
+                panic!("reconnect announced twice")
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(left.username, "mary");
+    assert!(!online(mary.id).await);
+    one.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_cannot_keep_up_is_closed_with_1013() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut slow = Client::new(&server);
+    slow.register("slowpoke").await;
+    let mut slow_socket = slow.socket().await;
+    let mut fast = Client::new(&server);
+    fast.register("fast").await;
+    let sender = fast.socket().await;
+    let (mut sink, mut stream) = futures::StreamExt::split(sender.ws);
+    // The sender reads everything it is sent, in the background.
+    let drain =
+        tokio::spawn(async move { while futures::StreamExt::next(&mut stream).await.is_some() {} });
+    let text = "z".repeat(4000);
+    // The slow socket reads nothing while ~32 MB are sent its way.
+    for i in 0..8000 {
+        let frame =
+            json!({"type":"message","data":{"roomId":"0","message":text,"nonce":format!("n{i}")}});
+        futures::SinkExt::send(
+            &mut sink,
+            tokio_tungstenite::tungstenite::Message::text(frame.to_string()),
+        )
+        .await
+        .unwrap();
+    }
+    loop {
+        match slow_socket.next_event().await {
+            Event::Closed(code) => {
+                assert_eq!(code, Some(1013));
+                break;
+            }
+            Event::Frame(_) => continue,
+        }
+    }
+    drain.abort();
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_closes_sockets_with_1001() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    let stopping = tokio::spawn(server.shutdown());
+    loop {
+        match s.next_event().await {
+            Event::Closed(code) => {
+                assert_eq!(code, Some(1001));
+                break;
+            }
+            Event::Frame(_) => continue,
+        }
+    }
+    drop(s);
+    stopping.await.unwrap();
+    redis.stop().await;
+}
