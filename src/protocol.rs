@@ -9,6 +9,7 @@
 //! so its clients and data stay readable.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A user id: `INCR total_users`, as in the original demo.
 pub type UserId = u64;
@@ -100,7 +101,22 @@ pub struct MessagePage {
 pub enum ClientFrame {
     #[serde(rename = "message")]
     Message(SendMessage),
+    /// After a reconnect: "the last message I have of each room is ...".
+    /// The server answers with every later message of those rooms, oldest
+    /// first, then `resumed`.
+    #[serde(rename = "resume")]
+    Resume(ResumeRequest),
 }
+
+/// Room id → id of the last message the client has of that room.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    pub rooms: BTreeMap<String, String>,
+}
+
+/// Most messages replayed per room by one resume; a room with more is
+/// listed in [`Resumed::truncated`] and should be reloaded from history.
+pub const MAX_RESUME_PER_ROOM: usize = 500;
 
 /// What a client may say about a new message. Sender and time are not here:
 /// the server decides them.
@@ -129,6 +145,25 @@ pub enum ServerFrame {
     UserDisconnected(User),
     #[serde(rename = "show.room")]
     ShowRoom(RoomSummary),
+    #[serde(rename = "resumed")]
+    Resumed(Resumed),
+}
+
+/// Ends the replay of a `resume`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumed {
+    /// Room id → last message id now delivered (rooms with news only).
+    pub rooms: BTreeMap<String, String>,
+    /// Rooms with more than [`MAX_RESUME_PER_ROOM`] missed messages: only
+    /// the oldest were replayed; reload their history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub truncated: Vec<String>,
+}
+
+/// Orders message ids (`<ms>-<seq>`) numerically; malformed ids sort first.
+pub fn message_id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
 }
 
 /// Why a client frame was refused. `nonce` echoes the refused message's nonce.
@@ -231,6 +266,18 @@ mod tests {
         assert_eq!(v["data"]["code"], "x");
         let back: Envelope = serde_json::from_value(v).unwrap();
         assert_eq!(back.frame, e.frame);
+    }
+
+    #[test]
+    fn resume_frames() {
+        let f: ClientFrame =
+            serde_json::from_str(r#"{"type":"resume","data":{"rooms":{"0":"5-1"}}}"#).unwrap();
+        let ClientFrame::Resume(r) = f else {
+            panic!("not a resume")
+        };
+        assert_eq!(r.rooms["0"], "5-1");
+        assert!(message_id_key("10-0") > message_id_key("9-5"));
+        assert!(message_id_key("10-10") > message_id_key("10-9"));
     }
 
     #[test]

@@ -36,8 +36,6 @@ pub struct SocketLink {
     pub id: u64,
     /// Frames to write, in order.
     pub frames: mpsc::Receiver<Utf8Bytes>,
-    /// Also accepts frames meant for this socket alone (errors, acks).
-    pub direct: mpsc::Sender<Utf8Bytes>,
     /// Signalled when the hub dropped this socket for being too slow.
     pub kicked: Arc<Notify>,
 }
@@ -90,16 +88,11 @@ impl Hub {
             user.clone(),
             LocalSocket {
                 id,
-                tx: tx.clone(),
+                tx,
                 kicked: kicked.clone(),
             },
         ));
-        SocketLink {
-            id,
-            frames,
-            direct: tx,
-            kicked,
-        }
+        SocketLink { id, frames, kicked }
     }
 
     /// Unregisters a socket.
@@ -273,7 +266,9 @@ fn decode(payload: &[u8]) -> Option<(Utf8Bytes, Targets)> {
                 None => return None,
             },
             ServerFrame::UserConnected(_) | ServerFrame::UserDisconnected(_) => Targets::Everyone,
-            ServerFrame::Error(_) | ServerFrame::ShowRoom(_) => return None,
+            ServerFrame::Error(_) | ServerFrame::ShowRoom(_) | ServerFrame::Resumed(_) => {
+                return None
+            }
         }
     };
     let text = serde_json::to_string(&envelope.frame).ok()?;

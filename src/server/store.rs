@@ -556,6 +556,43 @@ impl Store {
         Ok(MessagePage { messages, next })
     }
 
+    /// Messages after `after` (exclusive) in each room, oldest first, at
+    /// most `limit` per room; one pipelined round trip. The flag says the
+    /// room had more.
+    pub async fn replay(
+        &self,
+        rooms: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<(Vec<ChatMessage>, bool)>, ApiError> {
+        if rooms.is_empty() {
+            return Ok(vec![]);
+        }
+        let mut pipe = redis::pipe();
+        for (room, after) in rooms {
+            pipe.cmd("XRANGE")
+                .arg(keys::room_stream(room))
+                .arg(format!("({after}"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(limit + 1);
+        }
+        let mut con = self.con();
+        let replies: Vec<Vec<RawEntry>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        Ok(rooms
+            .iter()
+            .zip(replies)
+            .map(|((room, _), mut entries)| {
+                let more = entries.len() > limit;
+                entries.truncate(limit);
+                let messages = entries
+                    .into_iter()
+                    .filter_map(|e| entry_to_message(room, e))
+                    .collect();
+                (messages, more)
+            })
+            .collect())
+    }
+
     /// Stores and publishes a message from `from` (already checked to be a
     /// member). The text is cleaned and checked here; errors are frames
     /// for the sender.

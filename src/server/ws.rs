@@ -10,25 +10,41 @@
 //! with the right code (1001 shutdown, 1009 too big, 1013 too slow).
 
 use super::{session, AppState};
-use crate::protocol::{codes, ClientFrame, FrameError, ServerFrame, User, MAX_FRAME_BYTES};
+use crate::protocol::{
+    codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, User,
+    MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM,
+};
 use axum::{
     extract::{
         ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
-        State, WebSocketUpgrade,
+        Query, State, WebSocketUpgrade,
     },
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use futures::{SinkExt, StreamExt};
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
     },
     time::{Duration, Instant},
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the reader hands the writer besides the hub's frames.
+enum Direct {
+    /// A frame for this socket alone (errors, replays).
+    Frame(Utf8Bytes),
+    /// The replay is sent: start writing live frames, skipping those the
+    /// replay already covered (room → last replayed id).
+    Release(BTreeMap<String, String>),
+}
+
+/// How long a socket that asked to hold live frames waits for its
+/// `resume` frame before it gets them anyway.
+const RESUME_WAIT: Duration = Duration::from_secs(5);
 
 const PING_EVERY: Duration = Duration::from_secs(25);
 const IDLE_LIMIT: Duration = Duration::from_secs(60);
@@ -42,8 +58,17 @@ pub mod close {
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
+/// `GET /ws` query: `resume=1` promises a `resume` frame first; live
+/// frames are held back until its replay has been sent.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct WsParams {
+    #[serde(default)]
+    resume: Option<String>,
+}
+
 pub async fn handler(
     State(state): State<AppState>,
+    Query(params): Query<WsParams>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
@@ -58,22 +83,26 @@ pub async fn handler(
         Ok(None) => return (StatusCode::UNAUTHORIZED, "sign in first").into_response(),
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
     };
+    let hold = matches!(params.resume.as_deref(), Some("1" | "true"));
     ws.max_message_size(4 * MAX_FRAME_BYTES)
         .max_frame_size(4 * MAX_FRAME_BYTES)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| serve_socket(state, user, socket))
+        .on_upgrade(move |socket| serve_socket(state, user, socket, hold))
 }
 
-async fn serve_socket(state: AppState, user: User, socket: WebSocket) {
+async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool) {
     let link = state.hub.join(&user);
     let (sink, mut stream) = socket.split();
     let started = Instant::now();
     let last_seen = Arc::new(AtomicU64::new(0));
     let (close_tx, close_rx) = oneshot::channel::<(u16, &'static str)>();
+    let (direct, direct_rx) = mpsc::channel::<Direct>(64);
     let writer = tokio::spawn(write_loop(
         sink,
         link.frames,
+        direct_rx,
+        hold,
         link.kicked.clone(),
         close_rx,
         state.shutdown.clone(),
@@ -88,16 +117,46 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket) {
         .unwrap_or_default()
         .into_iter()
         .collect();
+    let mut holding = hold;
     let mut close_with = None;
-    while let Some(msg) = stream.next().await {
+    loop {
+        let next = if holding {
+            match tokio::time::timeout(RESUME_WAIT, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    holding = false;
+                    let _ = direct.send(Direct::Release(BTreeMap::new())).await;
+                    continue;
+                }
+            }
+        } else {
+            stream.next().await
+        };
+        let Some(msg) = next else { break };
         last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let reply = match msg {
+        let replies = match msg {
             Ok(Message::Text(text)) => {
                 if text.len() > MAX_FRAME_BYTES {
                     close_with = Some((close::TOO_BIG, "frame too large"));
                     break;
                 }
-                handle_frame(&state, &user, &mut rooms, text.as_str()).await
+                match serde_json::from_str::<ClientFrame>(text.as_str()) {
+                    Ok(ClientFrame::Resume(request)) => {
+                        let (frames, marks) = resume(&state, &mut rooms, &user, request).await;
+                        for frame in frames {
+                            if direct.send(Direct::Frame(frame)).await.is_err() {
+                                break;
+                            }
+                        }
+                        if holding {
+                            holding = false;
+                            let _ = direct.send(Direct::Release(marks)).await;
+                        }
+                        continue;
+                    }
+                    Ok(frame) => handle_frame(&state, &user, &mut rooms, frame).await,
+                    Err(_) => Some(ServerFrame::Error(explain_bad_frame(text.as_str()))),
+                }
             }
             Ok(Message::Binary(_)) => Some(ServerFrame::Error(error(
                 codes::MALFORMED,
@@ -117,10 +176,13 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket) {
                 break;
             }
         };
-        if let Some(frame) = reply {
-            if let Ok(text) = serde_json::to_string(&frame) {
-                let _ = link.direct.try_send(Utf8Bytes::from(text));
-            }
+        if holding {
+            // The first frame was not a resume: nothing to wait for.
+            holding = false;
+            let _ = direct.send(Direct::Release(BTreeMap::new())).await;
+        }
+        if let Some(frame) = replies {
+            let _ = direct.send(Direct::Frame(encode(&frame))).await;
         }
     }
     state.hub.leave(user.id, link.id);
@@ -130,6 +192,64 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket) {
     } else {
         writer.abort();
     }
+}
+
+fn encode(frame: &ServerFrame) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
+}
+
+/// Replays what the client missed in the rooms it names (its own rooms
+/// only; others are ignored), then a `resumed` frame. Returns the frames
+/// and, per room, the last replayed id.
+async fn resume(
+    state: &AppState,
+    rooms: &mut HashSet<String>,
+    user: &User,
+    request: ResumeRequest,
+) -> (Vec<Utf8Bytes>, BTreeMap<String, String>) {
+    let mut wanted = Vec::new();
+    for (room, after) in request.rooms.into_iter().take(1000) {
+        if super::store::parse_cursor(Some(&after))
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            continue;
+        }
+        let member = rooms.contains(&room)
+            || matches!(state.store.is_member(user.id, &room).await, Ok(true));
+        if member {
+            rooms.insert(room.clone());
+            wanted.push((room, after));
+        }
+    }
+    let mut done = Resumed::default();
+    let mut frames = Vec::new();
+    match state.store.replay(&wanted, MAX_RESUME_PER_ROOM).await {
+        Ok(replays) => {
+            for ((room, _), (messages, more)) in wanted.iter().zip(replays) {
+                if let Some(last) = messages.last() {
+                    done.rooms.insert(room.clone(), last.id.clone());
+                }
+                if more {
+                    done.truncated.push(room.clone());
+                }
+                frames.extend(
+                    messages
+                        .into_iter()
+                        .map(|m| encode(&ServerFrame::Message(m))),
+                );
+            }
+        }
+        Err(e) => frames.push(encode(&ServerFrame::Error(error(
+            &e.code,
+            "Could not replay missed messages; reload the history.",
+            None,
+        )))),
+    }
+    let marks = done.rooms.clone();
+    frames.push(encode(&ServerFrame::Resumed(done)));
+    (frames, marks)
 }
 
 fn error(code: &str, message: &str, nonce: Option<String>) -> FrameError {
@@ -146,13 +266,10 @@ async fn handle_frame(
     state: &AppState,
     user: &User,
     rooms: &mut HashSet<String>,
-    text: &str,
+    frame: ClientFrame,
 ) -> Option<ServerFrame> {
-    let frame = match serde_json::from_str::<ClientFrame>(text) {
-        Ok(frame) => frame,
-        Err(_) => return Some(ServerFrame::Error(explain_bad_frame(text))),
-    };
     match frame {
+        ClientFrame::Resume(_) => None,
         ClientFrame::Message(send) => {
             if !rooms.contains(&send.room_id) {
                 match state.store.is_member(user.id, &send.room_id).await {
@@ -223,9 +340,12 @@ fn explain_bad_frame(text: &str) -> FrameError {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_loop(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut frames: tokio::sync::mpsc::Receiver<Utf8Bytes>,
+    mut frames: mpsc::Receiver<Utf8Bytes>,
+    mut direct: mpsc::Receiver<Direct>,
+    mut holding: bool,
     kicked: Arc<tokio::sync::Notify>,
     mut close_rx: oneshot::Receiver<(u16, &'static str)>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -234,6 +354,8 @@ async fn write_loop(
 ) {
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
+    // After a replay: live frames already covered by it are skipped.
+    let mut covered: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let (code, reason) = loop {
         tokio::select! {
             biased;
@@ -243,21 +365,35 @@ async fn write_loop(
                 Ok(r) => break r,
                 Err(_) => return,
             },
-            frame = frames.recv() => {
-                let Some(frame) = frame else { return };
-                if sink.feed(Message::Text(frame)).await.is_err() {
-                    return;
+            item = direct.recv() => match item {
+                Some(Direct::Frame(frame)) => {
+                    if sink.send(Message::Text(frame)).await.is_err() {
+                        return;
+                    }
                 }
-                let mut n = 1;
-                while n < BATCH {
-                    match frames.try_recv() {
-                        Ok(frame) => {
-                            if sink.feed(Message::Text(frame)).await.is_err() {
-                                return;
-                            }
-                            n += 1;
+                Some(Direct::Release(marks)) => {
+                    holding = false;
+                    covered = marks.into_iter().map(|(room, id)| (room, message_id_key(&id))).collect();
+                }
+                None => return,
+            },
+            frame = frames.recv(), if !holding => {
+                let Some(frame) = frame else { return };
+                let mut batch = Some(frame);
+                let mut n = 0;
+                while let Some(frame) = batch.take() {
+                    if covered.is_empty() || !already_replayed(&covered, &frame) {
+                        if sink.feed(Message::Text(frame)).await.is_err() {
+                            return;
                         }
-                        Err(_) => break,
+                        n += 1;
+                    }
+                    if n < BATCH {
+                        match frames.try_recv() {
+                            Ok(next) => batch = Some(next),
+                            // The backlog from before the replay is written.
+                            Err(_) => covered.clear(),
+                        }
                     }
                 }
                 if sink.flush().await.is_err() {
@@ -282,6 +418,16 @@ async fn write_loop(
         })))
         .await;
     let _ = sink.close().await;
+}
+
+/// Whether a live message frame is one the replay already delivered.
+fn already_replayed(covered: &BTreeMap<String, (u64, u64)>, frame: &Utf8Bytes) -> bool {
+    match serde_json::from_str::<ServerFrame>(frame.as_str()) {
+        Ok(ServerFrame::Message(m)) => covered
+            .get(&m.room_id)
+            .is_some_and(|last| message_id_key(&m.id) <= *last),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

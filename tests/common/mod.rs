@@ -154,7 +154,18 @@ impl Client {
     }
 
     pub async fn try_socket(&self, origin: Option<&str>) -> Result<Socket, u16> {
-        let url = format!("{}/ws", self.base.replacen("http", "ws", 1));
+        self.try_socket_at("/ws", origin).await
+    }
+
+    /// A socket that asks the server to hold live frames until its resume.
+    pub async fn resuming_socket(&self) -> Socket {
+        self.try_socket_at("/ws?resume=1", None)
+            .await
+            .expect("socket opens")
+    }
+
+    pub async fn try_socket_at(&self, path: &str, origin: Option<&str>) -> Result<Socket, u16> {
+        let url = format!("{}{path}", self.base.replacen("http", "ws", 1));
         let mut req = url.into_client_request().unwrap();
         if let Some(c) = &self.cookie {
             req.headers_mut()
