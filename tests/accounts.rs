@@ -350,3 +350,83 @@ async fn healthz_reflects_redis() {
     assert_eq!(r.status, 503, "{:?}", r.body);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn sign_out_everywhere_and_password_change_end_other_sessions() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut laptop = Client::new(&server);
+    laptop.register("kate").await;
+    let mut phone = Client::new(&server);
+    assert_eq!(phone.login("kate", "password123").await.status, 200);
+    let mut tablet = Client::new(&server);
+    assert_eq!(tablet.login("kate", "password123").await.status, 200);
+
+    let r = laptop
+        .post(
+            "/api/change_password",
+            &[
+                ("current_password", "wrong-one"),
+                ("new_password", "new-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = laptop
+        .post(
+            "/api/change_password",
+            &[
+                ("current_password", "password123"),
+                ("new_password", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = laptop
+        .post(
+            "/api/change_password",
+            &[
+                ("current_password", "password123"),
+                ("new_password", "new-password-1"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        laptop.get("/api/me").await.status,
+        200,
+        "this session stays"
+    );
+    assert_eq!(phone.get("/api/me").await.status, 401, "others end");
+    assert_eq!(tablet.get("/api/me").await.status, 401);
+    let mut fresh = Client::new(&server);
+    assert_eq!(fresh.login("kate", "password123").await.status, 401);
+    assert_eq!(fresh.login("kate", "new-password-1").await.status, 200);
+
+    let r = laptop.post("/api/logout_all", &[]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(laptop.get("/api/me").await.status, 401);
+    assert_eq!(fresh.get("/api/me").await.status, 401);
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_wrong_passwords_slow_down_sign_in() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    c.register("liam").await;
+    let mut attacker = Client::new(&server);
+    for _ in 0..redis_chat::server::limits::FREE_FAILURES {
+        assert_eq!(attacker.login("liam", "guess-guess").await.status, 401);
+    }
+    let r = attacker.login("liam", "guess-guess").await;
+    assert_eq!(r.status, 429, "{:?}", r.body);
+    assert_eq!(r.body["code"], "rate_limited");
+    assert!(r.body["message"].as_str().unwrap().contains("try again in"));
+    // Even the right password waits: the limit is on the account.
+    assert_eq!(attacker.login("LIAM", "password123").await.status, 429);
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -573,3 +573,105 @@ async fn resume_replays_what_was_missed_in_order_without_duplicates() {
     two.shutdown().await;
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn sending_too_fast_is_refused_with_an_error_frame() {
+    let redis = TestRedis::start().await;
+    let mut cfg = config(&redis);
+    cfg.message_rate = redis_chat::server::limits::MessageRate::parse("3/60").unwrap();
+    let server = serve(cfg).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    for i in 0..3 {
+        s.say("0", &format!("ok {i}"), &format!("n{i}")).await;
+        s.wait_message(&format!("ok {i}")).await;
+    }
+    s.say("0", "one too many", "n3").await;
+    let e = s
+        .wait_for(|f| match f {
+            ServerFrame::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(e.code, "rate_limited");
+    assert_eq!(e.nonce.as_deref(), Some("n3"));
+    // A resend of an accepted message is not counted and still answered.
+    s.say("0", "ok 0", "n0").await;
+    s.wait_message("ok 0").await;
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+/// Every endpoint as signed-out, as a non-member and as a member.
+#[tokio::test]
+async fn authorization_table() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut member = Client::new(&server);
+    let alice = member.register("alice").await;
+    let mut other = Client::new(&server);
+    let bob = other.register("bob").await;
+    let mut outsider = Client::new(&server);
+    outsider.register("eve").await;
+    let mut anonymous = Client::new(&server);
+    let room = format!("{}:{}", alice.id, bob.id);
+    let r = member
+        .post("/api/private_room", &[("user_id", &bob.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200);
+
+    let history = format!("/api/messages?{}", query(&[("room_id", &room)]));
+    for (path, anon, outsider_status, member_status) in [
+        ("/api/me", 401, 200, 200),
+        ("/api/rooms", 401, 200, 200),
+        ("/api/users?q=", 401, 200, 200),
+        (history.as_str(), 401, 403, 200),
+        ("/api/messages?room_id=0", 401, 200, 200),
+    ] {
+        assert_eq!(anonymous.get(path).await.status, anon, "anonymous {path}");
+        assert_eq!(
+            outsider.get(path).await.status,
+            outsider_status,
+            "outsider {path}"
+        );
+        assert_eq!(
+            member.get(path).await.status,
+            member_status,
+            "member {path}"
+        );
+    }
+    // Opening a private room of others gives you your own room with them, never theirs.
+    let r = outsider
+        .post("/api/private_room", &[("user_id", &bob.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.body["id"], room.as_str());
+    assert_eq!(
+        anonymous
+            .post("/api/private_room", &[("user_id", "1")])
+            .await
+            .status,
+        401
+    );
+    // The rooms list never includes rooms of others.
+    let rooms = outsider.get("/api/rooms").await.body;
+    assert!(rooms
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["id"] != room.as_str()));
+    // Sending to a private room of others.
+    let mut s = outsider.socket().await;
+    s.say(&room, "intrusion", "x").await;
+    let e = s
+        .wait_for(|f| match f {
+            ServerFrame::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(e.code, "forbidden");
+    assert_eq!(anonymous.try_socket(None).await.err(), Some(401));
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -4,12 +4,14 @@ use leptos::prelude::*;
 
 /// `POST /api/login`: check the password and start a new session.
 ///
-/// 401 with one message for an unknown user and a wrong password alike.
+/// 401 with one message for an unknown user and a wrong password alike;
+/// 429 when attempts come too fast (see `server::limits`).
 #[server(endpoint = "login")]
 pub async fn login(username: String, password: String) -> Result<User, ApiError> {
     use crate::server::context;
     let state = context::state()?;
-    let user = state.store.verify_login(&username, &password).await?;
+    let ip = context::client_ip(&state);
+    let user = state.login(&username, &password, ip).await?;
     context::start_session(&state, &user).await?;
     Ok(user)
 }

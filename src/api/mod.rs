@@ -12,9 +12,11 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
+mod change_password;
 mod demo_accounts;
 mod login;
 mod logout;
+mod logout_all;
 mod me;
 mod messages;
 mod private_room;
@@ -22,9 +24,11 @@ mod register;
 mod rooms;
 mod users;
 
+pub use change_password::*;
 pub use demo_accounts::*;
 pub use login::*;
 pub use logout::*;
+pub use logout_all::*;
 pub use me::*;
 pub use messages::*;
 pub use private_room::*;

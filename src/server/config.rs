@@ -27,6 +27,10 @@ pub struct Config {
     pub max_message_chars: usize,
     /// How long an instance's presence survives without its heartbeat.
     pub presence_ttl: Duration,
+    /// Messages per user and room per window.
+    pub message_rate: super::limits::MessageRate,
+    /// Take the client address from `X-Forwarded-For` (behind a proxy).
+    pub trust_proxy: bool,
 }
 
 /// A setting that could not be understood; the message names it.
@@ -55,6 +59,8 @@ impl Config {
             allowed_origins: vec![],
             max_message_chars: crate::protocol::DEFAULT_MAX_MESSAGE_CHARS,
             presence_ttl: Duration::from_secs(30),
+            message_rate: super::limits::MessageRate::UNLIMITED,
+            trust_proxy: false,
         }
     }
 
@@ -140,6 +146,15 @@ impl Config {
             return Err(ConfigError("PRESENCE_TTL_SECS must be 3 to 3600".into()));
         }
 
+        let message_rate = match get("MSG_RATE_LIMIT") {
+            None => super::limits::MessageRate::parse("30/10").expect("valid default"),
+            Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "MSG_RATE_LIMIT={v:?} must be COUNT/SECONDS (e.g. 30/10) or 0"
+                ))
+            })?,
+        };
+
         Ok(Self {
             addr,
             site_root: get("SITE_ROOT").unwrap_or_else(|| "target/site".into()),
@@ -158,6 +173,8 @@ impl Config {
                 .unwrap_or_default(),
             max_message_chars,
             presence_ttl: Duration::from_secs(presence_ttl_secs),
+            message_rate,
+            trust_proxy: flag(&get, "TRUST_PROXY", false)?,
         })
     }
 }
@@ -213,6 +230,7 @@ mod tests {
             ("REDIS_URL", "http://x"),
             ("BCRYPT_COST", "2"),
             ("ADDR", "nowhere"),
+            ("MSG_RATE_LIMIT", "lots"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

@@ -20,6 +20,32 @@ fn request_token() -> Option<String> {
     use_context::<Parts>().and_then(|parts| session::token_from_headers(&parts.headers))
 }
 
+/// The client's address: the peer, or with `TRUST_PROXY` the first
+/// `X-Forwarded-For` entry.
+pub fn client_ip(state: &AppState) -> Option<std::net::IpAddr> {
+    let parts = use_context::<Parts>()?;
+    if state.config.trust_proxy {
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// The request's session token, if any.
+pub fn session_token() -> Option<String> {
+    request_token()
+}
+
 /// The signed-in user, or 401.
 pub async fn current_user() -> Result<User, ApiError> {
     let state = state()?;

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod embedded_redis;
 pub mod http;
 pub mod hub;
+pub mod limits;
 pub mod presence;
 pub mod session;
 pub mod store;
@@ -53,6 +54,28 @@ impl AppState {
             demo::DEMO_USERS.iter().map(|s| s.to_string()).collect()
         } else {
             vec![]
+        }
+    }
+
+    /// Checks a sign-in attempt against the rate limits, then the password.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        ip: Option<std::net::IpAddr>,
+    ) -> Result<User, ApiError> {
+        let name = username.trim();
+        limits::check_login(&self.store, name, ip).await?;
+        match self.store.verify_login(name, password).await {
+            Ok(user) => {
+                limits::login_succeeded(&self.store, name).await?;
+                Ok(user)
+            }
+            Err(e) if e.code == crate::protocol::codes::UNAUTHORIZED => {
+                limits::login_failed(&self.store, name).await?;
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -205,12 +228,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let server_id: Arc<str> = random_server_id().into();
-    let store = Store::new(
+    let mut store = Store::new(
         con.clone(),
         config.bcrypt_cost,
         config.max_message_chars,
         server_id.clone(),
     );
+    store.message_rate = config.message_rate;
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;

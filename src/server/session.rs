@@ -7,8 +7,9 @@
 
 use super::store::{keys, unavailable, Store};
 use crate::api::ApiError;
-use crate::protocol::User;
+use crate::protocol::{User, UserId};
 use http::HeaderMap;
+use redis::AsyncCommands;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -33,19 +34,78 @@ fn key_of(token: &str) -> String {
     keys::session(&hex(&Sha256::digest(token.as_bytes())))
 }
 
+/// `user:{id}:sessions`: the session keys of a user, for "sign out
+/// everywhere" and password changes. Members whose key expired are
+/// harmless and pruned as the set grows.
+fn index_of(user: UserId) -> String {
+    format!("user:{user}:sessions")
+}
+
 /// Stores a new session for `user` and returns its token.
 pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String, ApiError> {
     let token = new_token()?;
+    let key = key_of(&token);
     let mut con = store.con();
-    redis::cmd("SET")
-        .arg(key_of(&token))
+    let (count,): (usize,) = redis::pipe()
+        .cmd("SET")
+        .arg(&key)
         .arg(format!("{}:{}", user.id, user.username))
         .arg("EX")
         .arg(ttl.as_secs())
-        .query_async::<()>(&mut con)
+        .ignore()
+        .sadd(index_of(user.id), &key)
+        .ignore()
+        .expire(index_of(user.id), ttl.as_secs() as i64)
+        .ignore()
+        .cmd("SCARD")
+        .arg(index_of(user.id))
+        .query_async(&mut con)
         .await
         .map_err(unavailable)?;
+    if count > 64 {
+        prune(store, user.id).await?;
+    }
     Ok(token)
+}
+
+/// Drops index entries of expired sessions.
+async fn prune(store: &Store, user: UserId) -> Result<(), ApiError> {
+    let mut con = store.con();
+    let keys: Vec<String> = con.smembers(index_of(user)).await.map_err(unavailable)?;
+    let mut pipe = redis::pipe();
+    for k in &keys {
+        pipe.exists(k);
+    }
+    let alive: Vec<bool> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+    let dead: Vec<&String> = keys
+        .iter()
+        .zip(alive)
+        .filter(|(_, a)| !a)
+        .map(|(k, _)| k)
+        .collect();
+    if !dead.is_empty() {
+        let _: () = con.srem(index_of(user), dead).await.map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Ends every session of `user` except the one with token `keep`.
+pub async fn delete_all(store: &Store, user: UserId, keep: Option<&str>) -> Result<(), ApiError> {
+    let keep = keep.map(key_of);
+    let mut con = store.con();
+    let keys: Vec<String> = con.smembers(index_of(user)).await.map_err(unavailable)?;
+    let doomed: Vec<&String> = keys.iter().filter(|k| Some(*k) != keep.as_ref()).collect();
+    if doomed.is_empty() {
+        return Ok(());
+    }
+    redis::pipe()
+        .del(&doomed)
+        .ignore()
+        .srem(index_of(user), &doomed)
+        .ignore()
+        .query_async::<()>(&mut con)
+        .await
+        .map_err(unavailable)
 }
 
 /// The user of a token, extending the session's lifetime.
@@ -72,12 +132,17 @@ pub async fn lookup(store: &Store, token: &str, ttl: Duration) -> Result<Option<
 
 /// Deletes a session (logout).
 pub async fn delete(store: &Store, token: &str) -> Result<(), ApiError> {
+    let key = key_of(token);
     let mut con = store.con();
-    redis::cmd("DEL")
-        .arg(key_of(token))
-        .query_async::<()>(&mut con)
+    let value: Option<String> = redis::cmd("GETDEL")
+        .arg(&key)
+        .query_async(&mut con)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?;
+    if let Some(user) = value.and_then(|v| v.split_once(':')?.0.parse::<UserId>().ok()) {
+        let _: () = con.srem(index_of(user), &key).await.map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 /// The session token in a request's `Cookie` headers, if any.

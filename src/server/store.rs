@@ -21,6 +21,7 @@
 //! | `room:{ROOM}:stream` | stream | messages; the entry id is the message id (braces: a cluster hash tag) |
 //! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, 24 h: idempotent sends |
 //! | `room:{ROOM}:imported` | string | set once the demo's sorted-set history was copied in |
+//! | `room:{ROOM}:rate:{user}` | string | messages sent in the current rate window |
 //! | `session:{sha256(token)}` | string | `{id}:{username}`, sliding TTL |
 //!
 //! The demo kept history in a sorted set `room:{id}` scored by date, where
@@ -75,6 +76,9 @@ pub mod keys {
     pub fn nonce(room: &str, user: UserId, nonce: &str) -> String {
         format!("room:{{{room}}}:nonce:{user}:{nonce}")
     }
+    pub fn message_rate(room: &str, user: UserId) -> String {
+        format!("room:{{{room}}}:rate:{user}")
+    }
     pub fn session(token_hash: &str) -> String {
         format!("session:{token_hash}")
     }
@@ -92,7 +96,10 @@ pub fn unavailable(e: redis::RedisError) -> ApiError {
 
 /// Stores a message and publishes it in one round trip. Returns
 /// `{1, id}` for a new message, `{0, id}` when the nonce was seen before
-/// (then nothing is stored or published again).
+/// (then nothing is stored or published again), `{2, ms}` when the
+/// sender's rate limit is reached (retry in `ms`).
+/// KEYS: stream, nonce key, rate key. ARGV: from, message, server id,
+/// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms.
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -100,6 +107,11 @@ local nonce = ARGV[5]
 if nonce ~= '' then
   local prior = redis.call('GET', KEYS[2])
   if prior then return {0, prior} end
+end
+if ARGV[8] ~= '0' then
+  local n = redis.call('INCR', KEYS[3])
+  if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[9]) end
+  if n > tonumber(ARGV[8]) then return {2, tostring(redis.call('PTTL', KEYS[3]))} end
 end
 local id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
 if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
@@ -153,6 +165,7 @@ pub struct Store {
     con: ConnectionManager,
     bcrypt_cost: u32,
     pub max_message_chars: usize,
+    pub message_rate: super::limits::MessageRate,
     server_id: Arc<str>,
 }
 
@@ -167,6 +180,7 @@ impl Store {
             con,
             bcrypt_cost,
             max_message_chars,
+            message_rate: super::limits::MessageRate::UNLIMITED,
             server_id,
         }
     }
@@ -268,6 +282,17 @@ impl Store {
             Some(user) if ok => Ok(user),
             _ => Err(wrong()),
         }
+    }
+
+    /// Sets a new password (checked against the rules, hashed off the
+    /// async workers).
+    pub async fn set_password(&self, user: UserId, password: &str) -> Result<(), ApiError> {
+        validate_password(password)?;
+        let hash = hash_password(password.to_string(), self.bcrypt_cost).await?;
+        let mut con = self.con();
+        con.hset::<_, _, _, ()>(keys::user(user), "password", hash)
+            .await
+            .map_err(unavailable)
     }
 
     /// The id of a user by name: case-insensitively through the claim key,
@@ -633,6 +658,7 @@ impl Store {
         let (fresh, id): (u8, String) = SEND_SCRIPT
             .key(keys::room_stream(room))
             .key(keys::nonce(room, from, nonce))
+            .key(keys::message_rate(room, from))
             .arg(from)
             .arg(&text)
             .arg(self.server_id.as_ref())
@@ -640,6 +666,8 @@ impl Store {
             .arg(nonce)
             .arg(NONCE_TTL_SECS)
             .arg(CHANNEL)
+            .arg(self.message_rate.count)
+            .arg(self.message_rate.window_ms)
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
@@ -649,8 +677,16 @@ impl Store {
                     "The message could not be stored; please retry.".into(),
                 )
             })?;
-        if fresh == 1 {
-            return Ok(SendOutcome::Stored(id));
+        match fresh {
+            1 => return Ok(SendOutcome::Stored(id)),
+            2 => {
+                let secs = id.parse::<u64>().unwrap_or(1000).div_ceil(1000).max(1);
+                return Err(frame_error(
+                    "rate_limited",
+                    format!("You are sending too fast; wait {secs} s."),
+                ));
+            }
+            _ => {}
         }
         let entries: Vec<RawEntry> = redis::cmd("XRANGE")
             .arg(keys::room_stream(room))
