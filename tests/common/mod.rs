@@ -42,6 +42,22 @@ impl TestRedis {
             .unwrap()
     }
 
+    /// Stops the server but keeps its data directory.
+    pub async fn pause(&mut self) {
+        if let Some(r) = self.redis.take() {
+            r.stop().await;
+        }
+    }
+
+    /// Starts it again on the same directory (same socket, same data).
+    pub async fn resume(&mut self) {
+        self.redis = Some(
+            EmbeddedRedis::start(&self.dir.path().join("r"), "redis-server")
+                .await
+                .unwrap(),
+        );
+    }
+
     pub async fn stop(mut self) {
         if let Some(r) = self.redis.take() {
             r.stop().await;
