@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document around the app (server side only).
@@ -36,7 +36,7 @@ pub fn App() -> impl IntoView {
         <Title text="Redis chat" />
         <Router>
             <Routes fallback=|| view! { <NotFound /> }>
-                <Route path=path!("/") view=ChatPage />
+                <Route path=path!("/") view=ChatPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=LoginPage />
             </Routes>
         </Router>

@@ -728,3 +728,47 @@ async fn a_redis_outage_gives_clear_errors_and_everything_recovers() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+/// The subscriber pings its connection every 10 s; the ping must not
+/// cost the subscription (a lost one drops live messages until resubscribed).
+#[tokio::test]
+async fn the_subscription_outlives_its_watchdog_pings() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut con = redis.con().await;
+    let subscriber = |list: String| {
+        list.lines().find(|l| l.contains(" sub=1 ")).and_then(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .map(str::to_string)
+        })
+    };
+    eventually("the subscriber connection", || {
+        let mut con = con.clone();
+        async move {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            subscriber(list).is_some()
+        }
+    })
+    .await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let first = subscriber(list);
+    // Time is the subject here: wait past the first watchdog ping.
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(subscriber(list), first, "same subscriber connection");
+    server.shutdown().await;
+    redis.stop().await;
+}

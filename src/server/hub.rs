@@ -140,7 +140,8 @@ async fn subscribe_forever(
                                 None => break,
                             },
                             _ = watchdog.tick() => {
-                                let ping = sink.ping::<String>();
+                                // In subscribed mode PING answers ["pong", ""]: any reply will do.
+                                let ping = sink.ping::<redis::Value>();
                                 if !matches!(tokio::time::timeout(Duration::from_secs(5), ping).await, Ok(Ok(_))) {
                                     break;
                                 }
