@@ -10,6 +10,8 @@ use leptos_router::{
 
 /// The HTML document around the app (server side only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    set_content_security_policy();
     view! {
         <!DOCTYPE html>
         <html lang="en">
@@ -40,5 +42,28 @@ pub fn App() -> impl IntoView {
                 <Route path=path!("/login") view=LoginPage />
             </Routes>
         </Router>
+    }
+}
+
+/// The page's Content-Security-Policy: scripts only with this response's
+/// nonce (Leptos puts it on its hydration and data scripts) and what they
+/// load ('strict-dynamic'), WASM compilation, no inline script, no plugins,
+/// no framing. Sent as a header, so it also covers `frame-ancestors`.
+#[cfg(feature = "ssr")]
+fn set_content_security_policy() {
+    use http::{header::CONTENT_SECURITY_POLICY, HeaderValue};
+    let (Some(nonce), Some(response)) = (
+        leptos::nonce::use_nonce(),
+        use_context::<leptos_axum::ResponseOptions>(),
+    ) else {
+        return;
+    };
+    let policy = format!(
+        "default-src 'self'; script-src 'nonce-{nonce}' 'strict-dynamic' 'wasm-unsafe-eval'; \
+         style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+         object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response.insert_header(CONTENT_SECURITY_POLICY, value);
     }
 }

@@ -430,3 +430,59 @@ async fn repeated_wrong_passwords_slow_down_sign_in() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn pages_render_with_a_nonce_csp_and_security_headers() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    let login = c.get("/login").await;
+    assert_eq!(login.status, 200);
+    let html = login.body.as_str().unwrap().to_string();
+    assert!(html.contains(r#"id="login-form""#), "server-rendered form");
+    let csp = login.headers["content-security-policy"].to_str().unwrap();
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .expect("a script nonce");
+    assert!(!csp.contains("script-src 'unsafe-inline'") && csp.contains("frame-ancestors 'none'"));
+    let scripts: Vec<&str> = html
+        .match_indices("<script")
+        .map(|(i, _)| &html[i..i + 120.min(html.len() - i)])
+        .collect();
+    assert!(!scripts.is_empty());
+    for s in scripts {
+        assert!(
+            s.contains(&format!("nonce=\"{nonce}\"")),
+            "script without the nonce: {s}"
+        );
+    }
+    assert_eq!(login.headers["x-content-type-options"], "nosniff");
+    assert!(login.headers.get("referrer-policy").is_some());
+    // Each response gets its own nonce.
+    let again = c.get("/login").await;
+    assert_ne!(
+        again.headers["content-security-policy"],
+        login.headers["content-security-policy"]
+    );
+
+    // Signed out, the chat page sends you to sign in; unknown pages are 404.
+    let chat = c
+        .http
+        .get(format!("{}/", c.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(chat.status().as_u16(), 302);
+    assert_eq!(chat.headers()["location"], "/login");
+    assert_eq!(c.get("/no-such-page").await.status, 404);
+    // Signed in, the chat page renders with the user's name.
+    c.register("mallory").await;
+    let chat = c.get("/").await;
+    assert_eq!(chat.status, 200);
+    assert!(chat.body.as_str().unwrap().contains("mallory"));
+    server.shutdown().await;
+    redis.stop().await;
+}
