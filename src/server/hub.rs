@@ -248,6 +248,11 @@ enum Targets {
     Users(Vec<UserId>),
 }
 
+#[cfg(test)]
+pub(crate) fn decode_for_tests(payload: &[u8]) -> bool {
+    decode(payload).is_some()
+}
+
 /// Parses a published envelope once and renders the client frame once.
 fn decode(payload: &[u8]) -> Option<(Utf8Bytes, Targets)> {
     let envelope: Envelope = match serde_json::from_slice(payload) {

@@ -18,6 +18,9 @@ pub mod session;
 pub mod store;
 pub mod ws;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use crate::api::ApiError;
 use crate::protocol::{Envelope, RoomSummary, ServerFrame, User, UserId};
 use config::{Config, RedisSource};

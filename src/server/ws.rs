@@ -308,7 +308,7 @@ async fn handle_frame(
 }
 
 /// Says precisely what is wrong with a frame that did not decode.
-fn explain_bad_frame(text: &str) -> FrameError {
+pub(crate) fn explain_bad_frame(text: &str) -> FrameError {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(_) => return error(codes::MALFORMED, "The frame is not valid JSON.", None),
