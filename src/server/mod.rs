@@ -226,9 +226,23 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(5)))
         .set_max_delay(Duration::from_secs(2));
-    let con = redis::aio::ConnectionManager::new_with_config(client.clone(), manager_config)
-        .await
-        .map_err(|e| StartError::Redis(e.to_string()))?;
+    // Redis may come up after us (containers, a second instance started
+    // beside the first): wait for it for a while, saying so, then give up.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(100);
+    let con = loop {
+        match redis::aio::ConnectionManager::new_with_config(client.clone(), manager_config.clone())
+            .await
+        {
+            Ok(con) => break con,
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(error = %e, "waiting for Redis");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(StartError::Redis(e.to_string())),
+        }
+    };
 
     let server_id: Arc<str> = random_server_id().into();
     let mut store = Store::new(
