@@ -89,6 +89,9 @@ export default defineConfig({
           COOKIE_SECURE: 'false',
           ALLOWED_ORIGINS: '',
           RUST_LOG: 'info',
+          // No message rate limit (default 30 per 10 s per user and room): the
+          // history test sends 60 messages as fast as they are confirmed.
+          MSG_RATE_LIMIT: '0',
         },
         url: `${DEFAULT_BASE_URL}/healthz`,
         reuseExistingServer: false,
