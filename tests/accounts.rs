@@ -293,31 +293,22 @@ async fn plain_form_posts_redirect() {
     let server = serve(config(&redis)).await;
     let mut c = Client::new(&server);
     c.register("judy").await;
-    let form = |pw: &str| format!("username=judy&password={pw}");
     let referer = format!("http://{}/login", server.addr);
-    let ok = c
-        .http
-        .post(format!("{}/api/login", c.base))
-        .header("accept", "text/html")
-        .header("referer", &referer)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form("password123"))
-        .send()
-        .await
-        .unwrap();
+    // What a browser without JavaScript sends for the sign-in form.
+    let form_post = |pw: &str| {
+        c.http
+            .post(format!("{}/api/login", c.base))
+            .header("accept", "text/html")
+            .header("referer", &referer)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username=judy&password={pw}"))
+            .send()
+    };
+    let ok = form_post("password123").await.unwrap();
     assert_eq!(ok.status().as_u16(), 302);
     assert_eq!(ok.headers()["location"], "/");
     assert!(ok.headers().get("set-cookie").is_some());
-    let bad = c
-        .http
-        .post(format!("{}/api/login", c.base))
-        .header("accept", "text/html")
-        .header("referer", &referer)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form("wrong-password"))
-        .send()
-        .await
-        .unwrap();
+    let bad = form_post("wrong-password").await.unwrap();
     assert_eq!(bad.status().as_u16(), 302);
     let location = bad.headers()["location"].to_str().unwrap();
     assert!(

@@ -212,12 +212,7 @@ async fn private_rooms_are_for_their_two_members_only() {
         assert_eq!(r.status, 403, "{target}");
     }
     eve_socket.say(&room.id, "let me in", "e1").await;
-    let err = eve_socket
-        .wait_for(|f| match f {
-            ServerFrame::Error(e) => Some(e.clone()),
-            _ => None,
-        })
-        .await;
+    let err = eve_socket.wait_error().await;
     assert_eq!(err.code, "forbidden");
     assert_eq!(err.nonce.as_deref(), Some("e1"));
     let p = page(&mut a, &room.id, None, None).await;
@@ -281,18 +276,14 @@ async fn bad_frames_get_errors_and_the_socket_stays_open() {
     let mut a = Client::new(&server);
     a.register("alice").await;
     let mut s = a.socket().await;
-    let error = |f: &ServerFrame| match f {
-        ServerFrame::Error(e) => Some(e.clone()),
-        _ => None,
-    };
     s.send_raw("not json".into()).await;
-    assert_eq!(s.wait_for(error).await.code, "malformed");
+    assert_eq!(s.wait_error().await.code, "malformed");
     s.send_json(json!({"type":"dance","data":{}})).await;
-    assert_eq!(s.wait_for(error).await.code, "unknown_type");
+    assert_eq!(s.wait_error().await.code, "unknown_type");
     s.say("0", "   \n\t ", "e").await;
-    assert_eq!(s.wait_for(error).await.code, "empty");
+    assert_eq!(s.wait_error().await.code, "empty");
     s.say("0", &"x".repeat(4001), "t").await;
-    let e = s.wait_for(error).await;
+    let e = s.wait_error().await;
     assert_eq!(
         (e.code.as_str(), e.nonce.as_deref()),
         ("too_long", Some("t"))
@@ -301,7 +292,7 @@ async fn bad_frames_get_errors_and_the_socket_stays_open() {
     s.say("0", &"€".repeat(4000), "ok").await;
     s.wait_message(&"€".repeat(4000)).await;
     s.say("0", "x", &"n".repeat(65)).await;
-    assert_eq!(s.wait_for(error).await.code, "bad_request");
+    assert_eq!(s.wait_error().await.code, "bad_request");
     // Control characters are stripped.
     s.say("0", "a\u{7}b\u{0}c", "c").await;
     s.wait_message("abc").await;
@@ -588,12 +579,7 @@ async fn sending_too_fast_is_refused_with_an_error_frame() {
         s.wait_message(&format!("ok {i}")).await;
     }
     s.say("0", "one too many", "n3").await;
-    let e = s
-        .wait_for(|f| match f {
-            ServerFrame::Error(e) => Some(e.clone()),
-            _ => None,
-        })
-        .await;
+    let e = s.wait_error().await;
     assert_eq!(e.code, "rate_limited");
     assert_eq!(e.nonce.as_deref(), Some("n3"));
     // A resend of an accepted message is not counted and still answered.
@@ -664,12 +650,7 @@ async fn authorization_table() {
     // Sending to a private room of others.
     let mut s = outsider.socket().await;
     s.say(&room, "intrusion", "x").await;
-    let e = s
-        .wait_for(|f| match f {
-            ServerFrame::Error(e) => Some(e.clone()),
-            _ => None,
-        })
-        .await;
+    let e = s.wait_error().await;
     assert_eq!(e.code, "forbidden");
     assert_eq!(anonymous.try_socket(None).await.err(), Some(401));
     server.shutdown().await;
@@ -688,12 +669,7 @@ async fn a_redis_outage_gives_clear_errors_and_everything_recovers() {
 
     redis.pause().await;
     s.say("0", "during", "d").await;
-    let e = s
-        .wait_for(|f| match f {
-            ServerFrame::Error(e) => Some(e.clone()),
-            _ => None,
-        })
-        .await;
+    let e = s.wait_error().await;
     assert_eq!(
         (e.code.as_str(), e.nonce.as_deref()),
         ("unavailable", Some("d"))

@@ -287,6 +287,15 @@ impl Socket {
         }
     }
 
+    /// Waits for the next `error` frame.
+    pub async fn wait_error(&mut self) -> redis_chat::protocol::FrameError {
+        self.wait_for(|f| match f {
+            ServerFrame::Error(e) => Some(e.clone()),
+            _ => None,
+        })
+        .await
+    }
+
     /// Waits for the chat message with this text.
     pub async fn wait_message(&mut self, text: &str) -> redis_chat::protocol::ChatMessage {
         self.wait_for(|f| match f {
