@@ -374,9 +374,17 @@ async fn presence_counts_tabs_and_instances_and_survives_a_crash() {
     let two = serve(cfg).await;
     let mut watcher = Client::new(&one);
     watcher.register("watcher").await;
-    let mut w = watcher.socket().await;
     let mut m = Client::new(&one);
     let mary = m.register("mary").await;
+    // Presence goes to private-room partners only.
+    let r = watcher
+        .post("/api/private_room", &[("user_id", &mary.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200);
+    let mut w = watcher.socket().await;
+    let mut stranger = Client::new(&one);
+    stranger.register("stranger").await;
+    let mut st = stranger.socket().await;
     let con = redis.con().await;
     let online = |id| {
         let mut con = con.clone();
@@ -417,6 +425,13 @@ async fn presence_counts_tabs_and_instances_and_survives_a_crash() {
         .await;
     assert_eq!(left.username, "mary");
     assert!(!online(mary.id).await);
+    // The stranger heard nothing about Mary: its next frame is its own message.
+    st.say("0", "anyone?", "q").await;
+    let next = st.next_frame().await;
+    assert!(
+        matches!(&next, ServerFrame::Message(m) if m.message == "anyone?"),
+        "{next:?}"
+    );
     one.shutdown().await;
     redis.stop().await;
 }

@@ -199,6 +199,7 @@ impl RunningServer {
 
     /// Stops serving without any clean-up, as a crash would (tests).
     pub fn abort(self) {
+        self.state.presence.abandon();
         self.serve.abort();
     }
 }

@@ -7,7 +7,9 @@
 //! script moves a user in or out of the original demo's `online_users` set
 //! and publishes `user.connected` / `user.disconnected` only when that
 //! count crosses zero, so a second tab or a second instance announces
-//! nothing.
+//! nothing. Transitions go only to the user's private-room partners, the
+//! only users whose screens show that presence; the directory and the room
+//! list read `online_users` when they load.
 //!
 //! An instance that dies cannot clean up, so each one refreshes a heartbeat
 //! key `{online_users}:alive:{server}` (TTL `PRESENCE_TTL_SECS`, 30 s by
@@ -18,7 +20,8 @@
 
 use super::store::{keys, unavailable, CHANNEL};
 use crate::api::ApiError;
-use crate::protocol::{Envelope, ServerFrame, User, UserId};
+use crate::protocol::{private_room_members, User, UserId};
+use redis::AsyncCommands;
 use redis::{aio::ConnectionManager, Script};
 use std::{
     sync::{Arc, LazyLock},
@@ -36,14 +39,18 @@ fn alive_key(server: &str) -> String {
     format!("{{online_users}}:alive:{server}")
 }
 
-/// KEYS: instance hash, counts, online_users. ARGV: user, name, channel, payload.
+/// KEYS: instance hash, counts, online_users. ARGV: user, name, channel,
+/// server id, partners (a JSON array of user ids; `[]` publishes nothing).
 static ONLINE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   if redis.call('HINCRBY', KEYS[2], ARGV[1], 1) == 1 then
     redis.call('SADD', KEYS[3], ARGV[1])
-    redis.call('PUBLISH', ARGV[3], ARGV[4])
+    if ARGV[5] ~= '[]' then
+      redis.call('PUBLISH', ARGV[3], cjson.encode({serverId = ARGV[4], type = 'user.connected',
+        data = {id = tonumber(ARGV[1]), username = ARGV[2]}, to = cjson.decode(ARGV[5])}))
+    end
     return 1
   end
 end
@@ -52,7 +59,8 @@ return 0
     )
 });
 
-/// KEYS: instance hash, counts, online_users. ARGV: user, channel, server id.
+/// KEYS: instance hash, counts, online_users. ARGV: user, channel, server
+/// id, partners (as for ONLINE).
 static OFFLINE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -62,36 +70,13 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 if redis.call('HINCRBY', KEYS[2], ARGV[1], -1) <= 0 then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('SREM', KEYS[3], ARGV[1])
-  redis.call('PUBLISH', ARGV[2], cjson.encode({serverId = ARGV[3], type = 'user.disconnected',
-    data = {id = tonumber(ARGV[1]), username = name}}))
+  if ARGV[4] ~= '[]' then
+    redis.call('PUBLISH', ARGV[2], cjson.encode({serverId = ARGV[3], type = 'user.disconnected',
+      data = {id = tonumber(ARGV[1]), username = name}, to = cjson.decode(ARGV[4])}))
+  end
   return 1
 end
 return 0
-"#,
-    )
-});
-
-/// Takes every user of an instance offline (a dead one, or this one at
-/// shutdown). KEYS: instance hash, counts, online_users, instances set,
-/// alive key. ARGV: server id, channel, publishing server id, force.
-static REAP: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
-local users = redis.call('HGETALL', KEYS[1])
-for i = 1, #users, 2 do
-  local uid, name = users[i], users[i + 1]
-  if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
-    redis.call('HDEL', KEYS[2], uid)
-    redis.call('SREM', KEYS[3], uid)
-    redis.call('PUBLISH', ARGV[2], cjson.encode({serverId = ARGV[3], type = 'user.disconnected',
-      data = {id = tonumber(uid), username = name}}))
-  end
-end
-redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[5])
-redis.call('SREM', KEYS[4], ARGV[1])
-return #users / 2
 "#,
     )
 });
@@ -109,6 +94,7 @@ pub struct Presence {
     transitions: mpsc::UnboundedSender<Transition>,
     /// Heartbeat lifetime; the heartbeat is refreshed three times per TTL.
     ttl: Duration,
+    halted: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Presence {
@@ -120,6 +106,7 @@ impl Presence {
             server_id,
             transitions,
             ttl,
+            halted: Default::default(),
         };
         tokio::spawn(presence.clone().apply_transitions(rx));
         tokio::spawn(presence.clone().heartbeat());
@@ -165,32 +152,44 @@ impl Presence {
         let mut con = self.con.clone();
         let inst = instance_key(&self.server_id);
         while let Some(t) = rx.recv().await {
+            if self.halted.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
             let mut delay = Duration::from_millis(100);
             loop {
-                let result = match &t {
-                    Transition::Online(user) => {
-                        ONLINE
-                            .key(&inst)
-                            .key(COUNTS)
-                            .key(keys::ONLINE_USERS)
-                            .arg(user.id)
-                            .arg(&user.username)
-                            .arg(CHANNEL)
-                            .arg(self.payload(ServerFrame::UserConnected(user.clone())))
-                            .invoke_async::<i64>(&mut con)
-                            .await
-                    }
-                    Transition::Offline(id) => {
-                        OFFLINE
-                            .key(&inst)
-                            .key(COUNTS)
-                            .key(keys::ONLINE_USERS)
-                            .arg(*id)
-                            .arg(CHANNEL)
-                            .arg(self.server_id.as_ref())
-                            .invoke_async::<i64>(&mut con)
-                            .await
-                    }
+                let id = match &t {
+                    Transition::Online(user) => user.id,
+                    Transition::Offline(id) => *id,
+                };
+                let result = match self.partners(&mut con, id).await {
+                    Err(e) => Err(e),
+                    Ok(partners) => match &t {
+                        Transition::Online(user) => {
+                            ONLINE
+                                .key(&inst)
+                                .key(COUNTS)
+                                .key(keys::ONLINE_USERS)
+                                .arg(user.id)
+                                .arg(&user.username)
+                                .arg(CHANNEL)
+                                .arg(self.server_id.as_ref())
+                                .arg(&partners)
+                                .invoke_async::<i64>(&mut con)
+                                .await
+                        }
+                        Transition::Offline(id) => {
+                            OFFLINE
+                                .key(&inst)
+                                .key(COUNTS)
+                                .key(keys::ONLINE_USERS)
+                                .arg(*id)
+                                .arg(CHANNEL)
+                                .arg(self.server_id.as_ref())
+                                .arg(&partners)
+                                .invoke_async::<i64>(&mut con)
+                                .await
+                        }
+                    },
                 };
                 match result {
                     Ok(_) => break,
@@ -204,13 +203,22 @@ impl Presence {
         }
     }
 
-    fn payload(&self, frame: ServerFrame) -> String {
-        serde_json::to_string(&Envelope {
-            server_id: self.server_id.to_string(),
-            frame,
-            to: vec![],
-        })
-        .unwrap_or_default()
+    /// Who hears about `user` coming and going: the other members of
+    /// their private rooms (the only places the UI shows presence), as a
+    /// JSON array. Announcing to everyone would cost O(N²) frames when N
+    /// users connect.
+    async fn partners(
+        &self,
+        con: &mut ConnectionManager,
+        user: UserId,
+    ) -> Result<String, redis::RedisError> {
+        let rooms: Vec<String> = con.smembers(keys::user_rooms(user)).await?;
+        let ids: Vec<UserId> = rooms
+            .iter()
+            .filter_map(|r| private_room_members(r))
+            .map(|(a, b)| if a == user { b } else { a })
+            .collect();
+        Ok(serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()))
     }
 
     async fn heartbeat(self) {
@@ -218,7 +226,9 @@ impl Presence {
         let mut tick = tokio::time::interval(self.ttl / 3);
         loop {
             tick.tick().await;
-            if self.transitions.is_closed() {
+            if self.transitions.is_closed()
+                || self.halted.load(std::sync::atomic::Ordering::Relaxed)
+            {
                 return;
             }
             let beat: Result<(), _> = redis::pipe()
@@ -256,22 +266,52 @@ impl Presence {
         }
     }
 
+    /// Takes every user of instance `server` offline: a dead one (its
+    /// heartbeat expired) or, with `force`, this one at shutdown. Each user
+    /// goes through the OFFLINE script, so concurrent reapers decrement
+    /// each user once and partners hear of it once.
     async fn reap(
         &self,
         con: &mut ConnectionManager,
         server: &str,
         force: bool,
     ) -> Result<i64, redis::RedisError> {
-        REAP.key(instance_key(server))
-            .key(COUNTS)
-            .key(keys::ONLINE_USERS)
-            .key(INSTANCES)
-            .key(alive_key(server))
-            .arg(server)
-            .arg(CHANNEL)
-            .arg(self.server_id.as_ref())
-            .arg(if force { "1" } else { "0" })
-            .invoke_async(con)
-            .await
+        if !force && con.exists::<_, bool>(alive_key(server)).await? {
+            return Ok(0);
+        }
+        let inst = instance_key(server);
+        let users: Vec<String> = con.hkeys(&inst).await?;
+        let mut gone = 0;
+        for uid in &users {
+            let Ok(id) = uid.parse::<UserId>() else {
+                continue;
+            };
+            let partners = self.partners(con, id).await?;
+            gone += OFFLINE
+                .key(&inst)
+                .key(COUNTS)
+                .key(keys::ONLINE_USERS)
+                .arg(id)
+                .arg(CHANNEL)
+                .arg(self.server_id.as_ref())
+                .arg(&partners)
+                .invoke_async::<i64>(con)
+                .await?;
+        }
+        redis::pipe()
+            .srem(INSTANCES, server)
+            .ignore()
+            .del(alive_key(server))
+            .ignore()
+            .query_async::<()>(con)
+            .await?;
+        Ok(gone)
+    }
+
+    /// Stops all presence work without any clean-up, as a crash would
+    /// (tests of the reaper).
+    pub fn abandon(&self) {
+        self.halted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
