@@ -763,3 +763,99 @@ async fn the_subscription_outlives_its_watchdog_pings() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+/// Sends `r{i}` and waits for its echo (the acknowledgement).
+async fn send(s: &mut Socket, i: usize) -> redis_chat::protocol::ChatMessage {
+    let text = format!("r{i}");
+    s.say("0", &text, &format!("n{i}")).await;
+    s.wait_message(&text).await
+}
+
+/// Reads messages into `seen` up to and including `r{last}`.
+async fn collect_until(
+    r: &mut Socket,
+    seen: &mut Vec<redis_chat::protocol::ChatMessage>,
+    last: usize,
+) {
+    let want = format!("r{last}");
+    loop {
+        match r.next_event().await {
+            Event::Frame(ServerFrame::Message(m)) => {
+                let done = m.message == want;
+                seen.push(m);
+                if done {
+                    return;
+                }
+            }
+            Event::Frame(_) => {}
+            Event::Closed(code) => panic!("closed ({code:?}) before {want}"),
+        }
+    }
+}
+
+/// Two instances restarted one after the other while messages flow: the
+/// receiver resumes on whichever instance is up and sees every message
+/// exactly once, in order; a resend after a restart is stored once.
+#[tokio::test]
+async fn a_rolling_restart_of_two_instances_loses_nothing() {
+    let redis = TestRedis::start().await;
+    let one = serve(config(&redis)).await;
+    let two = serve(config(&redis)).await;
+    let mut receiver = Client::new(&one);
+    receiver.register("rita").await;
+    let mut sender = Client::new(&two);
+    sender.register("sam").await;
+    let mut r = receiver.socket().await;
+    let mut s = sender.socket().await;
+    let mut seen: Vec<redis_chat::protocol::ChatMessage> = Vec::new();
+
+    for i in 0..20 {
+        send(&mut s, i).await;
+    }
+    collect_until(&mut r, &mut seen, 19).await;
+
+    // Instance one restarts; meanwhile twenty more messages are accepted.
+    let stopping = tokio::spawn(one.shutdown());
+    assert!(matches!(r.next_event().await, Event::Closed(Some(1001))));
+    stopping.await.unwrap();
+    for i in 20..40 {
+        send(&mut s, i).await;
+    }
+    let one = serve(config(&redis)).await;
+    receiver.base = format!("http://{}", one.addr);
+    let mut r = receiver.resuming_socket().await;
+    let last = seen.last().unwrap().id.clone();
+    r.send_json(json!({"type":"resume","data":{"rooms":{"0": last}}}))
+        .await;
+    collect_until(&mut r, &mut seen, 39).await;
+
+    // Now instance two restarts under the sender, who resends its last
+    // message (it cannot know it was stored) and goes on.
+    let stopping = tokio::spawn(two.shutdown());
+    loop {
+        if let Event::Closed(code) = s.next_event().await {
+            assert_eq!(code, Some(1001));
+            break;
+        }
+    }
+    stopping.await.unwrap();
+    sender.base = format!("http://{}", one.addr);
+    let mut s = sender.socket().await;
+    let again = send(&mut s, 39).await;
+    assert_eq!(
+        again.id,
+        seen.last().unwrap().id,
+        "the resend is the stored message"
+    );
+    for i in 40..60 {
+        send(&mut s, i).await;
+    }
+    collect_until(&mut r, &mut seen, 59).await;
+
+    let texts: Vec<String> = seen.iter().map(|m| m.message.clone()).collect();
+    assert_eq!(texts, (0..60).map(|i| format!("r{i}")).collect::<Vec<_>>());
+    let page = receiver.get("/api/messages?room_id=0&limit=100").await;
+    assert_eq!(page.body["messages"].as_array().unwrap().len(), 60);
+    one.shutdown().await;
+    redis.stop().await;
+}

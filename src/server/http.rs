@@ -37,7 +37,22 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), api_guard))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(log_request))
+        // A bug in one handler answers 500 and is logged; the process and
+        // every other connection go on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
         .with_state(state)
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown");
+    tracing::error!(panic = what, "a request handler panicked");
+    json_error(StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal())
 }
 
 async fn server_fn(State(state): State<AppState>, req: Request) -> Response {
