@@ -7,13 +7,15 @@
 # BCRYPT_COST=4 MSG_RATE_LIMIT=0 (no per-user send limit) DEMO_DATA=false
 # RUST_LOG=warn, then runs:
 #
-#   fanout   200 and 1,000 clients in General, ramped rates until p99 > 50 ms or loss
+#   fanout   200 and 1,000 clients in General, ramped rates until p99 > 50 ms or loss;
+#            then 1,000 clients again past the latency limit (until loss)
 #   capacity idle authenticated sockets to 10,000 (RSS per socket, connects/s),
 #            one user per socket, then the same number of sockets of 100 users
 #   history  50-message pages from a 1,000,000-message room over 8 keep-alive connections
 #   send     100 senders, each in a private room (accepted msgs/s)
 #   mixed    1,000 clients at 20,000 deliveries/s while 20 logins/s run
-#            (login accounts registered with BCRYPT_COST=12, the default)
+#            (login accounts registered with BCRYPT_COST=12, the default;
+#            then again with cost-4 accounts)
 #
 # Results: one JSON line per measurement in bench-results/<timestamp>.jsonl,
 # and the chart docs/bench-fanout.svg. Everything started here is stopped
@@ -132,13 +134,14 @@ lg() { # lg SCENARIO RUN [args...]
 if [[ $QUICK == 1 ]]; then
   DUR=3; WARM=1
   F200_RATES=10,50,250,500       # × 200 sockets = 2k, 10k, 50k, 100k deliveries/s
-  F1000_CLIENTS=500; F1000_RATES=4,40,200
+  F1000_CLIENTS=500; F1000_RATES=4,40,200; F1000_SAT_RATES=100,400
   CAP_SOCKETS=1000; CAP_STEP=500
   HIST_SEED=100000
 else
   DUR=10; WARM=2
   F200_RATES=10,25,50,100,250,500,750,1000,1500,2000,3000
   F1000_CLIENTS=1000; F1000_RATES=2,5,10,20,50,100,150,200,300,400
+  F1000_SAT_RATES=20,50,100,200,300,400,600
   CAP_SOCKETS=10000; CAP_STEP=1000
   HIST_SEED=1000000
 fi
@@ -152,6 +155,11 @@ if wants fanout; then
   # The goal asks for 20 s at 200,000 deliveries/s.
   lg fanout f1 --clients "$F1000_CLIENTS" --senders 10 --rates "$F1000_RATES" \
     --duration "$([[ $QUICK == 1 ]] && echo "$DUR" || echo 20)" --warmup "$WARM" || log "fanout 1000 failed"
+  # Past the latency limit: where does throughput stop following the offer?
+  fresh
+  log "fanout: $F1000_CLIENTS clients, saturation ramp $F1000_SAT_RATES msgs/s (stops on loss only)"
+  lg fanout f1s --clients "$F1000_CLIENTS" --senders 10 --rates "$F1000_SAT_RATES" --duration "$DUR" --warmup "$WARM" \
+    --stop-p99-ms 1e9 --label saturation || log "fanout 1000 saturation failed"
 fi
 
 if wants capacity; then
@@ -188,7 +196,11 @@ if wants mixed; then
   stop_pid "$SERVER12_PID"; SERVER12_PID=""
   log "mixed: $F1000_CLIENTS clients at 20 msgs/s while 20 logins/s run (bcrypt cost 12)"
   lg mixed m --clients "$F1000_CLIENTS" --senders 10 --rates 20 --duration "$DUR" --warmup "$WARM" \
-    --logins 20 --login-prefix "lg${TAG}m-login-" --login-users 20 || log "mixed failed"
+    --logins 20 --login-prefix "lg${TAG}m-login-" --login-users 20 --label "bcrypt cost 12" || log "mixed failed"
+  fresh
+  log "mixed: the same with login accounts of bcrypt cost 4 (the login path without bcrypt's weight)"
+  lg mixed m4 --clients "$F1000_CLIENTS" --senders 10 --rates 20 --duration "$DUR" --warmup "$WARM" \
+    --logins 20 --login-users 20 --label "bcrypt cost 4" || log "mixed (cost 4) failed"
 fi
 
 log "rendering docs/bench-fanout.svg"
@@ -202,7 +214,7 @@ for line in open(sys.argv[1]):
     v = json.loads(line)
     s = v.get("scenario")
     if s in ("fanout", "mixed"):
-        print(f"{s:8} {v['clients']:5} clients {v['offered_deliveries_per_s']:>9.0f} offered {v['deliveries_per_s']:>9.0f} del/s "
+        print(f"{s:8} {v['clients']:5} clients {v.get('label',''):15} {v['offered_deliveries_per_s']:>9.0f} offered {v['deliveries_per_s']:>9.0f} del/s "
               f"p50 {v['latency_ms']['p50']:7.2f} p99 {v['latency_ms']['p99']:8.2f} ms loss {v['loss']} "
               f"server {(v['cpu']['server'] or {}).get('cpu_us_per_unit')} us/del")
     elif s == "capacity":
