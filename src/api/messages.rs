@@ -20,6 +20,5 @@ pub async fn messages(
     let state = context::state()?;
     let limit = crate::server::store::parse_limit(limit.as_deref())?;
     let before = crate::server::store::parse_cursor(before.as_deref())?;
-    state.store.require_member(user.id, &room_id).await?;
-    state.store.history(&room_id, before, limit).await
+    state.store.history(user.id, &room_id, before, limit).await
 }

@@ -429,16 +429,6 @@ impl Store {
             .map_err(unavailable)
     }
 
-    /// 403 unless `user` belongs to `room`. The same answer for a room that
-    /// does not exist, so ids cannot be probed.
-    pub async fn require_member(&self, user: UserId, room: &str) -> Result<(), ApiError> {
-        if self.is_member(user, room).await? {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("You are not a member of this room."))
-        }
-    }
-
     /// All room ids of a user.
     pub async fn room_ids(&self, user: UserId) -> Result<Vec<String>, redis::RedisError> {
         let mut con = self.con();
@@ -544,20 +534,28 @@ impl Store {
 
     // ----- messages ----------------------------------------------------------
 
-    /// One page of history: the newest `limit` messages strictly older than
-    /// `before`, oldest first. One `XREVRANGE ... COUNT limit+1`.
+    /// One page of history for `user`: the newest `limit` messages strictly
+    /// older than `before`, oldest first. The membership check and the
+    /// `XREVRANGE ... COUNT limit+1` go in one pipelined round trip; the
+    /// page is only returned to a member (403 otherwise).
     pub async fn history(
         &self,
+        user: UserId,
         room: &str,
         before: Option<String>,
         limit: usize,
     ) -> Result<MessagePage, ApiError> {
+        if room.is_empty() || room.len() > 64 {
+            return Err(not_a_member());
+        }
         let mut con = self.con();
         let end = match &before {
             Some(cursor) => format!("({cursor}"),
             None => "+".to_string(),
         };
-        let mut entries: Vec<RawEntry> = redis::cmd("XREVRANGE")
+        let (member, mut entries): (bool, Vec<RawEntry>) = redis::pipe()
+            .sismember(keys::user_rooms(user), room)
+            .cmd("XREVRANGE")
             .arg(keys::room_stream(room))
             .arg(end)
             .arg("-")
@@ -566,6 +564,9 @@ impl Store {
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
+        if !member {
+            return Err(not_a_member());
+        }
         let more = entries.len() > limit;
         entries.truncate(limit);
         let next = if more {
@@ -771,6 +772,10 @@ fn entry_to_message(room: &str, (id, fields): RawEntry) -> Option<ChatMessage> {
         message: message?,
         nonce: None,
     })
+}
+
+fn not_a_member() -> ApiError {
+    ApiError::forbidden("You are not a member of this room.")
 }
 
 fn taken() -> ApiError {
