@@ -572,8 +572,9 @@ impl Chat {
             nonce: ui.nonce.clone(),
         });
         if !self.send_frame(&frame) {
-            ui.delivery
-                .set(Delivery::Failed("Not sent: you are offline.".into()));
+            // Offline: it stays pending and goes out when the connection
+            // is back (see `set_conn`); the nonce makes that safe to repeat.
+            ui.delivery.set(Delivery::Pending);
             return;
         }
         ui.attempt.update(|n| *n += 1);
@@ -649,18 +650,23 @@ impl Chat {
                     self.load_rooms();
                 }
                 self.was_open.set_value(true);
-            }
-            ConnState::Closed => {
-                // What was pending may never be answered now.
-                self.messages.with_untracked(|list| {
-                    for m in list {
-                        if m.delivery.get_untracked() == Delivery::Pending {
-                            m.delivery
-                                .set(Delivery::Failed("Not sent: the connection dropped.".into()));
-                        }
+                if before != ConnState::Open {
+                    // Sends typed while offline, or unanswered when the
+                    // connection dropped, go (again) now. The server stores
+                    // a nonce once, so a message that did arrive is not
+                    // doubled: its original comes back instead.
+                    let pending: Vec<UiMessage> = self.messages.with_untracked(|list| {
+                        list.iter()
+                            .filter(|m| m.delivery.get_untracked() == Delivery::Pending)
+                            .cloned()
+                            .collect()
+                    });
+                    for m in &pending {
+                        self.deliver(m);
                     }
-                });
+                }
             }
+            ConnState::Closed => {}
             ConnState::Connecting => {}
         }
     }
