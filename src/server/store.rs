@@ -869,10 +869,40 @@ pub fn parse_cursor(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 /// does not exist so both cases cost the same.
 const DUMMY_HASH: &str = "$2b$12$C6UzMDM.H6dfI/f/IKxGhu0QhS5tZ3OV7Ygb3oTnV2XWxyOhBcuT2";
 
-async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+/// bcrypt is deliberately slow (about 0.3 s of CPU at cost 12 here). It
+/// runs on the blocking pool, never on the async workers, and at most on
+/// all cores but one at a time, so message delivery always keeps a core.
+/// When too many sign-ins queue up, the newest get a clear 503 instead of
+/// waiting for minutes.
+static BCRYPT_SLOTS: LazyLock<tokio::sync::Semaphore> = LazyLock::new(|| {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    tokio::sync::Semaphore::new(cores.saturating_sub(1).max(1))
+});
+static BCRYPT_WAITING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+const MAX_BCRYPT_WAITING: usize = 64;
+
+async fn with_bcrypt<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    use std::sync::atomic::Ordering;
+    if BCRYPT_WAITING.fetch_add(1, Ordering::Relaxed) >= MAX_BCRYPT_WAITING {
+        BCRYPT_WAITING.fetch_sub(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            codes::UNAVAILABLE,
+            "The server is busy signing people in; try again in a few seconds.",
+        ));
+    }
+    let permit = BCRYPT_SLOTS.acquire().await;
+    BCRYPT_WAITING.fetch_sub(1, Ordering::Relaxed);
+    let _permit = permit.map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(work)
         .await
-        .map_err(|_| ApiError::internal())?
+        .map_err(|_| ApiError::internal())
+}
+
+async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> {
+    with_bcrypt(move || bcrypt::hash(password, cost))
+        .await?
         .map_err(|e| {
             tracing::error!(error = %e, "bcrypt hash failed");
             ApiError::internal()
@@ -880,9 +910,7 @@ async fn hash_password(password: String, cost: u32) -> Result<String, ApiError> 
 }
 
 async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-        .await
-        .map_err(|_| ApiError::internal())
+    with_bcrypt(move || bcrypt::verify(password, &hash).unwrap_or(false)).await
 }
 
 #[cfg(test)]
