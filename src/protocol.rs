@@ -61,10 +61,21 @@ pub struct ChatMessage {
     /// The sender's client nonce, echoed so its tab can match the pending copy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
+    /// Unix milliseconds of the last edit or of the deletion; absent for a
+    /// message never changed.
+    #[serde(rename = "editedMs", default, skip_serializing_if = "Option::is_none")]
+    pub edited_ms: Option<i64>,
+    /// The sender deleted it: `message` is then empty.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A room as listed by `GET /api/rooms` and announced by `show.room`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSummary {
     pub id: String,
     /// "General", or the other user's name for a private room.
@@ -85,7 +96,21 @@ pub struct RoomSummary {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_message: Option<ChatMessage>,
+    /// Messages from others after `lastRead`, counted up to
+    /// [`MAX_UNREAD_COUNT`] (which means "that many or more").
+    #[serde(default)]
+    pub unread: u32,
+    /// The id of the last message this user has read in the room.
+    #[serde(rename = "lastRead", default, skip_serializing_if = "Option::is_none")]
+    pub last_read: Option<String>,
+    /// Private rooms: the id of the last message the other member has read
+    /// (for "Seen").
+    #[serde(rename = "peerRead", default, skip_serializing_if = "Option::is_none")]
+    pub peer_read: Option<String>,
 }
+
+/// Unread counts stop at this number; the UI shows it as "99+".
+pub const MAX_UNREAD_COUNT: u32 = 100;
 
 /// One page of history, oldest first. `next` is the cursor for the page
 /// before this one (`before=next`), or `None` at the first message.
@@ -106,7 +131,73 @@ pub enum ClientFrame {
     /// first, then `resumed`.
     #[serde(rename = "resume")]
     Resume(ResumeRequest),
+    /// "I have read everything up to this message." Marks only move
+    /// forward; the server answers every socket of the user (and the other
+    /// member of a private room) with a `read` frame.
+    #[serde(rename = "read")]
+    Read(ReadMark),
+    /// "I am typing in this room." Send at most every few seconds while
+    /// typing; nothing is stored.
+    #[serde(rename = "typing")]
+    Typing(RoomRef),
+    /// Replace the text of one of your own messages.
+    #[serde(rename = "edit")]
+    Edit(EditMessage),
+    /// Delete one of your own messages.
+    #[serde(rename = "delete")]
+    Delete(MessageRef),
 }
+
+/// `{"roomId": ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomRef {
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+}
+
+/// One message of one room: `{"roomId": ..., "id": ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+    pub id: String,
+}
+
+/// A new text for a message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditMessage {
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+    pub id: String,
+    pub message: String,
+}
+
+/// A read mark. From a client, `userId` is ignored (the server knows who
+/// reads); from the server it says whose mark moved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadMark {
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+    /// The id of the last message read.
+    pub id: String,
+    #[serde(rename = "userId", default)]
+    pub user_id: UserId,
+}
+
+/// Someone is typing in a room (ephemeral: shown for a few seconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    #[serde(rename = "roomId")]
+    pub room_id: String,
+    #[serde(rename = "userId")]
+    pub user_id: UserId,
+    pub username: String,
+}
+
+/// How long a `typing` frame counts, in milliseconds; clients send one at
+/// most every [`TYPING_RESEND_MS`] while the user keeps typing.
+pub const TYPING_SHOW_MS: u64 = 5000;
+pub const TYPING_RESEND_MS: u64 = 3000;
 
 /// Room id → id of the last message the client has of that room.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +238,15 @@ pub enum ServerFrame {
     ShowRoom(RoomSummary),
     #[serde(rename = "resumed")]
     Resumed(Resumed),
+    /// A message was edited or deleted: the whole message as it now is.
+    #[serde(rename = "message.updated")]
+    MessageUpdated(ChatMessage),
+    /// A read mark moved (the user's own, from any of their tabs, or the
+    /// other member's in a private room).
+    #[serde(rename = "read")]
+    Read(ReadMark),
+    #[serde(rename = "typing")]
+    Typing(Typing),
 }
 
 /// Ends the replay of a `resume`.
@@ -188,6 +288,7 @@ pub mod codes {
     pub const UNKNOWN_TYPE: &str = "unknown_type";
     pub const TOO_LONG: &str = "too_long";
     pub const EMPTY: &str = "empty";
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// What instances publish on the Redis channel `MESSAGES`: the original

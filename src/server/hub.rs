@@ -253,6 +253,15 @@ pub(crate) fn decode_for_tests(payload: &[u8]) -> bool {
     decode(payload).is_some()
 }
 
+/// The members of a room: everyone for General, the two members of a
+/// private room; `None` for an id that is neither.
+fn room_targets(room: &str) -> Option<Targets> {
+    if room == GENERAL_ROOM_ID {
+        return Some(Targets::Everyone);
+    }
+    private_room_members(room).map(|(a, b)| Targets::Users(vec![a, b]))
+}
+
 /// Parses a published envelope once and renders the client frame once.
 fn decode(payload: &[u8]) -> Option<(Utf8Bytes, Targets)> {
     let envelope: Envelope = match serde_json::from_slice(payload) {
@@ -266,15 +275,14 @@ fn decode(payload: &[u8]) -> Option<(Utf8Bytes, Targets)> {
         Targets::Users(envelope.to)
     } else {
         match &envelope.frame {
-            ServerFrame::Message(m) if m.room_id == GENERAL_ROOM_ID => Targets::Everyone,
-            ServerFrame::Message(m) => match private_room_members(&m.room_id) {
-                Some((a, b)) => Targets::Users(vec![a, b]),
-                None => return None,
-            },
+            ServerFrame::Message(m) | ServerFrame::MessageUpdated(m) => room_targets(&m.room_id)?,
+            ServerFrame::Typing(t) => room_targets(&t.room_id)?,
             ServerFrame::UserConnected(_) | ServerFrame::UserDisconnected(_) => Targets::Everyone,
-            ServerFrame::Error(_) | ServerFrame::ShowRoom(_) | ServerFrame::Resumed(_) => {
-                return None
-            }
+            // Read marks and the rest only go to the users named in `to`.
+            ServerFrame::Read(_)
+            | ServerFrame::Error(_)
+            | ServerFrame::ShowRoom(_)
+            | ServerFrame::Resumed(_) => return None,
         }
     };
     let text = serde_json::to_string(&envelope.frame).ok()?;

@@ -113,6 +113,7 @@ impl AppState {
             other_user_id: Some(them.id),
             online: Some(them_online),
             last_message: last_message.clone(),
+            ..Default::default()
         };
         let (a, b) = if user.id < other {
             (user, &other_user)

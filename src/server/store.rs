@@ -79,6 +79,15 @@ pub mod keys {
     pub fn message_rate(room: &str, user: UserId) -> String {
         format!("room:{{{room}}}:rate:{user}")
     }
+    /// Read marks of a room: user id → id of the last message they read.
+    pub fn room_read(room: &str) -> String {
+        format!("room:{{{room}}}:read")
+    }
+    /// Edits and deletions of a room's messages: message id → JSON
+    /// `{"message","editedMs"}` or `{"deleted":true,"editedMs"}`.
+    pub fn room_edits(room: &str) -> String {
+        format!("room:{{{room}}}:edits")
+    }
     pub fn session(token_hash: &str) -> String {
         format!("session:{token_hash}")
     }
@@ -484,6 +493,7 @@ impl Store {
                 name,
                 other_user_id: other,
                 last_message,
+                ..Default::default()
             });
         }
         rooms.sort_by(|a, b| {
@@ -771,6 +781,8 @@ fn entry_to_message(room: &str, (id, fields): RawEntry) -> Option<ChatMessage> {
         date_ms,
         message: message?,
         nonce: None,
+        edited_ms: None,
+        deleted: false,
     })
 }
 

@@ -272,6 +272,14 @@ async fn handle_frame(
 ) -> Option<ServerFrame> {
     match frame {
         ClientFrame::Resume(_) => None,
+        ClientFrame::Read(_)
+        | ClientFrame::Typing(_)
+        | ClientFrame::Edit(_)
+        | ClientFrame::Delete(_) => Some(ServerFrame::Error(error(
+            codes::UNKNOWN_TYPE,
+            "Not supported yet.",
+            None,
+        ))),
         ClientFrame::Message(send) => {
             if !rooms.contains(&send.room_id) {
                 match state.store.is_member(user.id, &send.room_id).await {

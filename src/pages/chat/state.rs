@@ -782,6 +782,8 @@ impl Chat {
             ServerFrame::UserConnected(u) => self.set_online(u.id, u.username, true),
             ServerFrame::UserDisconnected(u) => self.set_online(u.id, u.username, false),
             ServerFrame::Resumed(r) => self.on_resumed(r),
+            // Issue 7 frames: handled by the UI work in progress.
+            ServerFrame::MessageUpdated(_) | ServerFrame::Read(_) | ServerFrame::Typing(_) => {}
         }
     }
 
