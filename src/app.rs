@@ -1,6 +1,6 @@
 //! The application shell and routes.
 
-use crate::pages::{chat::ChatPage, login::LoginPage, not_found::NotFound};
+use crate::pages::{account::AccountPage, chat::ChatPage, login::LoginPage, not_found::NotFound};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::{
@@ -40,6 +40,7 @@ pub fn App() -> impl IntoView {
             <Routes fallback=|| view! { <NotFound /> }>
                 <Route path=path!("/") view=ChatPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=LoginPage />
+                <Route path=path!("/account") view=AccountPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }

@@ -311,4 +311,48 @@ test.describe('resilience', () => {
     await openRoom(alex, GENERAL_ROOM_ID);
     await expect(messageWith(alex, text)).toHaveCount(1);
   });
+
+  test('a message pending in one room survives switching rooms and goes out on reconnect', async ({ browser }) => {
+    test.setTimeout(60_000);
+    const mary = await userOn(browser, b.url, 'Mary');
+    const alex = await userOn(browser, MAIN_URL, 'Alex');
+    // Mary has a second room to switch to.
+    await mary.locator('#user-search').fill('Pablo');
+    const result = mary.locator('.search-result').filter({ hasText: /\bPablo\b/ }).first();
+    await result.click();
+    await expect(mary.locator('#room-title')).toContainText('Pablo');
+    await openRoom(mary, GENERAL_ROOM_ID);
+
+    await b.stop();
+    await expect(mary.locator('#conn-status')).not.toHaveAttribute('data-state', 'open');
+    const text = `pending across rooms ${uniq()}`;
+    const composer = mary.locator('#composer');
+    await composer.fill(text);
+    await composer.press('Enter');
+    await expect(messageWith(mary, text)).toHaveClass(/\bpending\b/);
+
+    // Away to the private room and back (still offline): it is still there.
+    const pabloRoom = mary
+      .locator('#rooms .room')
+      .filter({ has: mary.locator('.room-name', { hasText: /^\s*Pablo\s*$/ }) });
+    await pabloRoom.click();
+    await expect(pabloRoom).toHaveClass(/\bactive\b/);
+    await expect(messageWith(mary, text)).toHaveCount(0);
+    await openRoom(mary, GENERAL_ROOM_ID);
+    await expect(messageWith(mary, text)).toHaveCount(1);
+    await expect(messageWith(mary, text)).toHaveClass(/\bpending\b/);
+
+    // Away again; the server comes back while General is not open: the
+    // message still goes out, once.
+    await pabloRoom.click();
+    await expect(pabloRoom).toHaveClass(/\bactive\b/);
+    await b.start();
+    await waitReconnected(mary);
+    await expect(messageWith(alex, text)).toHaveCount(1);
+    await openRoom(mary, GENERAL_ROOM_ID);
+    const mine = messageWith(mary, text);
+    await expect(mine).toHaveCount(1);
+    await expect(mine).not.toHaveClass(/\b(pending|failed)\b/);
+    await expect(messageWith(alex, text)).toHaveCount(1);
+  });
 });

@@ -1,9 +1,10 @@
 //! The right pane: the open room's history and the composer.
 
-use super::state::{hhmm, Chat, Delivery, UiMessage};
+use super::state::{hhmm, typing_label, Chat, Delivery, UiMessage};
 use super::text::render_text;
 use super::{avatar, avatar_with};
 use crate::protocol::{DEFAULT_MAX_MESSAGE_CHARS, GENERAL_ROOM_ID};
+use leptos::html::Textarea;
 use leptos::prelude::*;
 
 /// Scrolled this close (px) to the top, the page before is loaded.
@@ -45,7 +46,7 @@ pub fn Conversation(chat: Chat) -> impl IntoView {
         };
         if chat.new_pill.get_untracked() && chat.at_bottom() {
             chat.new_pill.set(false);
-            chat.mark_active_seen();
+            chat.send_read();
         }
         if el.scroll_top() < LOAD_OLDER_AT {
             chat.load_older();
@@ -103,13 +104,14 @@ pub fn Conversation(chat: Chat) -> impl IntoView {
                         class="new-messages-pill"
                         on:click=move |_| {
                             chat.scroll_to_bottom();
-                            chat.mark_active_seen();
+                            chat.send_read();
                         }
                     >
                         "New messages ↓"
                     </button>
                 </Show>
             </div>
+            <TypingLine chat />
             <Composer chat />
         </section>
     }
@@ -123,11 +125,14 @@ fn MessageRow(chat: Chat, message: UiMessage) -> impl IntoView {
         id,
         from,
         text,
+        edited,
+        deleted,
         time_ms,
         delivery,
         ..
     } = message;
     let own = from == chat.me_id;
+    let editing = RwSignal::new(false);
     let pending = {
         let d = delivery.clone();
         move || d.with(|d| *d == Delivery::Pending)
@@ -136,29 +141,80 @@ fn MessageRow(chat: Chat, message: UiMessage) -> impl IntoView {
         let d = delivery.clone();
         move || d.with(|d| matches!(d, Delivery::Failed(_)))
     };
-    let data_id = move || id.with(|id| (!id.is_empty()).then(|| id.clone()));
-    let status = move || match delivery.get() {
-        Delivery::Failed(reason) => {
-            let key = key.clone();
-            view! {
-                <div class="message-status">
-                    <span class="message-error">{reason}</span>
-                    <button type="button" class="retry" on:click=move |_| chat.retry(&key)>
-                        "Retry"
-                    </button>
-                </div>
-            }
-            .into_any()
-        }
-        Delivery::Pending => view! { <div class="message-status">"Sending…"</div> }.into_any(),
-        Delivery::Sent => ().into_any(),
+    let data_id = {
+        let id = id.clone();
+        move || id.with(|id| (!id.is_empty()).then(|| id.clone()))
     };
+    let divider = {
+        let key = key.clone();
+        move || {
+            chat.divider_key
+                .with(|k| k.as_deref() == Some(key.as_str()))
+        }
+    };
+    let seen = {
+        let key = key.clone();
+        move || chat.seen_key.with(|k| k.as_deref() == Some(key.as_str()))
+    };
+    let status = {
+        let key = key.clone();
+        move || match delivery.get() {
+            Delivery::Failed(reason) => {
+                let key = key.clone();
+                view! {
+                    <div class="message-status">
+                        <span class="message-error">{reason}</span>
+                        <button type="button" class="retry" on:click=move |_| chat.retry(&key)>
+                            "Retry"
+                        </button>
+                    </div>
+                }
+                .into_any()
+            }
+            Delivery::Pending => view! { <div class="message-status">"Sending…"</div> }.into_any(),
+            Delivery::Sent => ().into_any(),
+        }
+    };
+    let is_deleted = {
+        let deleted = deleted.clone();
+        move || deleted.get()
+    };
+    // Actions only on our own stored messages that still exist.
+    let can_act = {
+        let id = id.clone();
+        let deleted = deleted.clone();
+        move || own && !deleted.get() && !editing.get() && id.with(|id| !id.is_empty())
+    };
+    let body = {
+        let text = text.clone();
+        let id = id.clone();
+        move || {
+            if deleted.get() {
+                view! { <div class="message-text message-deleted">"message deleted"</div> }
+                    .into_any()
+            } else if editing.get() {
+                let id = id.get_untracked();
+                view! { <EditBox chat id text=text.get_untracked() editing /> }.into_any()
+            } else {
+                view! { <div class="message-text">{text.with(|t| render_text(t))}</div> }.into_any()
+            }
+        }
+    };
+    // A stored id never changes again: copyable for the action buttons.
+    let stored_id = StoredValue::new(id.get_untracked());
+    Effect::new(move |_| stored_id.set_value(id.get()));
     view! {
+        <Show when=divider>
+            <div class="unread-divider" role="separator">
+                <span>"New messages"</span>
+            </div>
+        </Show>
         <div
             class="message"
             class:own=own
             class:pending=pending
             class:failed=failed
+            class:deleted=is_deleted
             data-id=data_id
         >
             {(!own).then_some(move || avatar(&chat.name_of(from)))}
@@ -166,13 +222,102 @@ fn MessageRow(chat: Chat, message: UiMessage) -> impl IntoView {
                 <div class="message-meta">
                     <span class="message-from">{move || chat.name_of(from)}</span>
                     <span class="message-time">{move || hhmm(time_ms.get())}</span>
+                    <Show when=move || edited.get()>
+                        <span class="message-edited">"(edited)"</span>
+                    </Show>
                 </div>
-                <div class="message-text">{render_text(&text)}</div>
+                {body}
                 {status}
+            </div>
+            <Show when=can_act.clone()>
+                <div class="message-actions">
+                    <button
+                        type="button"
+                        class="message-action edit"
+                        on:click=move |_| editing.set(true)
+                    >
+                        "Edit"
+                    </button>
+                    <button
+                        type="button"
+                        class="message-action delete"
+                        on:click=move |_| chat.delete(stored_id.get_value())
+                    >
+                        "Delete"
+                    </button>
+                </div>
+            </Show>
+        </div>
+        <Show when=seen>
+            <div class="message-seen">"Seen"</div>
+        </Show>
+    }
+    .into_any()
+}
+
+/// Inline editing of an own message: Enter saves, Escape cancels, an
+/// unchanged or empty text changes nothing.
+#[component]
+fn EditBox(chat: Chat, id: String, text: String, editing: RwSignal<bool>) -> impl IntoView {
+    let input = NodeRef::<Textarea>::new();
+    let draft = RwSignal::new(text.clone());
+    // Focus the box once it is in the page, caret at the end.
+    Effect::new(move |_| {
+        if let Some(el) = input.get() {
+            let _ = el.focus();
+            let len = el.value().len() as u32;
+            let _ = el.set_selection_range(len, len);
+        }
+    });
+    let save = move || {
+        let new = draft.get_untracked();
+        if !new.trim().is_empty() && new.trim() != text.trim() {
+            chat.edit(id.clone(), &new);
+        }
+        editing.set(false);
+    };
+    let save_on_click = save.clone();
+    view! {
+        <div class="edit-box">
+            <textarea
+                class="edit-input"
+                aria-label="Edit message"
+                rows="1"
+                maxlength=DEFAULT_MAX_MESSAGE_CHARS.to_string()
+                node_ref=input
+                prop:value=move || draft.get()
+                on:input=move |ev| draft.set(event_target_value(&ev))
+                on:keydown=move |ev| {
+                    if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+                        ev.prevent_default();
+                        save();
+                    } else if ev.key() == "Escape" {
+                        ev.prevent_default();
+                        editing.set(false);
+                    }
+                }
+            ></textarea>
+            <div class="edit-buttons">
+                <button type="button" class="edit-save" on:click=move |_| save_on_click()>
+                    "Save"
+                </button>
+                <button type="button" class="edit-cancel" on:click=move |_| editing.set(false)>
+                    "Cancel"
+                </button>
             </div>
         </div>
     }
-    .into_any()
+}
+
+/// "Mary is typing…" under the open conversation.
+#[component]
+fn TypingLine(chat: Chat) -> impl IntoView {
+    let label = move || typing_label(&chat.typing_names());
+    view! {
+        <div id="typing" class="typing-line" aria-live="polite">
+            {label}
+        </div>
+    }
 }
 
 #[component]
@@ -203,7 +348,11 @@ fn Composer(chat: Chat) -> impl IntoView {
                     aria-label="Message"
                     maxlength=DEFAULT_MAX_MESSAGE_CHARS.to_string()
                     prop:value=move || draft.get()
-                    on:input=move |ev| draft.set(event_target_value(&ev))
+                    on:input=move |ev| {
+                        let text = event_target_value(&ev);
+                        chat.typing_input(&text);
+                        draft.set(text);
+                    }
                     on:keydown=move |ev| {
                         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
                             ev.prevent_default();

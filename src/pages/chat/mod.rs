@@ -6,9 +6,11 @@
 //! - [`directory`]: the user search above the room list.
 //! - [`conversation`]: the right pane (history and composer).
 //! - [`text`]: safe rendering of message text.
+//! - [`notify`]: opt-in desktop notifications.
 
 mod conversation;
 mod directory;
+mod notify;
 mod rooms;
 mod state;
 pub mod text;
@@ -17,9 +19,10 @@ use crate::api::{me, Logout};
 use crate::protocol::{codes, User};
 use conversation::Conversation;
 use leptos::prelude::*;
+use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use rooms::RoomsPane;
-use state::Chat;
+use state::{tab_title, Chat};
 
 /// The chat page: signed out, it sends the visitor to `/login`.
 #[component]
@@ -95,6 +98,11 @@ fn ChatApp(user: User) -> impl IntoView {
         untrack(move || chat.start());
     });
     on_cleanup(move || chat.stop());
+    // A hidden tab reads nothing: unread counts grow, notifications show.
+    let visibility = window_event_listener_untyped("visibilitychange", move |_| {
+        chat.set_visible(!document().hidden());
+    });
+    on_cleanup(move || visibility.remove());
 
     let logout = ServerAction::<Logout>::new();
     Effect::new(move |_| {
@@ -105,6 +113,7 @@ fn ChatApp(user: User) -> impl IntoView {
 
     let conn = move || chat.conn.get();
     view! {
+        <Title text=move || tab_title(chat.total_unread()) />
         <div
             id="chat-page"
             class="chat-page"
@@ -121,10 +130,14 @@ fn ChatApp(user: User) -> impl IntoView {
                     <span class="conn-label">{move || conn().label()}</span>
                 </div>
                 <div class="header-user">
+                    <NotifyToggle chat />
                     {avatar(&user.username)}
                     <span id="current-user" class="current-user">
                         {user.username.clone()}
                     </span>
+                    <a id="account-link" class="btn btn-ghost" href="/account">
+                        "Account"
+                    </a>
                     <ActionForm action=logout attr:class="logout-form">
                         <button id="logout" type="submit" class="btn btn-ghost">
                             "Sign out"
@@ -139,6 +152,41 @@ fn ChatApp(user: User) -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// The "Enable notifications" switch in the header (only where the
+/// browser has notifications; rendered after hydration, so the server's
+/// markup does not depend on the browser).
+#[component]
+fn NotifyToggle(chat: Chat) -> impl IntoView {
+    let supported = RwSignal::new(false);
+    Effect::new(move |_| supported.set(notify::supported()));
+    let toggle = move |_| {
+        if chat.notify_on.get_untracked() {
+            notify::disable(chat.notify_on);
+        } else {
+            notify::enable(chat.notify_on, move || {
+                chat.show_notice(
+                    "Notifications are blocked in this browser's site settings.".into(),
+                )
+            });
+        }
+    };
+    view! {
+        <Show when=move || supported.get()>
+            <button
+                id="notify-toggle"
+                type="button"
+                class="btn btn-ghost notify-toggle"
+                aria-pressed=move || chat.notify_on.get().to_string()
+                on:click=toggle
+            >
+                {move || {
+                    if chat.notify_on.get() { "Notifications on" } else { "Enable notifications" }
+                }}
+            </button>
+        </Show>
+    }
 }
 
 /// Up to two initials of a name, upper case ("Mary Ann" → "MA", "joe" → "J").

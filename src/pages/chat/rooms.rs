@@ -1,7 +1,7 @@
 //! The left pane: user search and the room list, newest activity first.
 
 use super::directory::Directory;
-use super::state::{hhmm, message_ms, Chat, RoomEntry};
+use super::state::{hhmm, message_ms, unread_label, Chat, RoomEntry};
 use super::{avatar, avatar_with};
 use crate::protocol::GENERAL_ROOM_ID;
 use leptos::prelude::*;
@@ -22,7 +22,11 @@ pub fn RoomsPane(chat: Chat) -> impl IntoView {
                         (
                             e.summary.id.clone(),
                             e.summary.name.clone(),
-                            e.summary.last_message.as_ref().map(|m| m.id.clone()),
+                            e
+                                .summary
+                                .last_message
+                                .as_ref()
+                                .map(|m| (m.id.clone(), m.edited_ms, m.deleted)),
                             e.summary.online,
                             e.unread,
                         )
@@ -62,10 +66,17 @@ fn RoomRow(chat: Chat, entry: RoomEntry) -> impl IntoView {
     let general = summary.id == GENERAL_ROOM_ID;
     let private = summary.other_user_id.is_some();
     let online = summary.online == Some(true);
+    let deleted = summary.last_message.as_ref().is_some_and(|m| m.deleted);
     let preview = summary
         .last_message
         .as_ref()
-        .map(|m| preview(&m.message))
+        .map(|m| {
+            if m.deleted {
+                "Message deleted".to_string()
+            } else {
+                preview(&m.message)
+            }
+        })
         .unwrap_or_default();
     let time = summary
         .last_message
@@ -77,12 +88,15 @@ fn RoomRow(chat: Chat, entry: RoomEntry) -> impl IntoView {
     } else {
         avatar(&summary.name).into_any()
     };
+    let has_unread = unread > 0;
+    let unread_title = format!("{} unread", unread_label(unread));
     view! {
         <li
             class="room"
             class:active=is_active
-            class:unread=unread
+            class:unread=has_unread
             data-room-id=id
+            data-unread=unread.to_string()
             tabindex="0"
             role="button"
             on:click=move |_| open()
@@ -93,7 +107,12 @@ fn RoomRow(chat: Chat, entry: RoomEntry) -> impl IntoView {
                 }
             }
         >
-            {icon}
+            <span class="room-icon">
+                {icon}
+                // Private rooms: a dot on the avatar, as messengers do.
+                {(private && has_unread)
+                    .then(|| view! { <span class="unread-dot" title=unread_title.clone()></span> })}
+            </span>
             <div class="room-body">
                 <div class="room-top">
                     <span class="room-name">{summary.name.clone()}</span>
@@ -109,7 +128,19 @@ fn RoomRow(chat: Chat, entry: RoomEntry) -> impl IntoView {
                         })}
                     <span class="room-time">{time}</span>
                 </div>
-                <div class="room-preview">{preview}</div>
+                <div class="room-bottom">
+                    <div class="room-preview" class:deleted=deleted>
+                        {preview}
+                    </div>
+                    {has_unread
+                        .then(|| {
+                            view! {
+                                <span class="unread-badge" title=unread_title>
+                                    {unread_label(unread)}
+                                </span>
+                            }
+                        })}
+                </div>
             </div>
         </li>
     }

@@ -4,10 +4,12 @@
 //! Everything is loaded in the browser after hydration (the server renders
 //! the empty shell), so the server-rendered and hydrated markup agree.
 
+use super::notify;
 use crate::api::{messages, private_room, rooms, users};
 use crate::protocol::{
-    message_id_key, ChatMessage, ClientFrame, DirectoryUser, MessagePage, ResumeRequest, Resumed,
-    RoomSummary, SendMessage, ServerFrame, UserId, GENERAL_ROOM_ID,
+    message_id_key, ChatMessage, ClientFrame, DirectoryUser, EditMessage, MessagePage, MessageRef,
+    ReadMark, ResumeRequest, Resumed, RoomRef, RoomSummary, SendMessage, ServerFrame, Typing,
+    UserId, GENERAL_ROOM_ID, MAX_UNREAD_COUNT, TYPING_RESEND_MS, TYPING_SHOW_MS,
 };
 use leptos::html::Div;
 use leptos::prelude::*;
@@ -66,16 +68,24 @@ pub enum Delivery {
     Failed(String),
 }
 
-/// A message in the open conversation. The parts that change after it is
-/// shown (a pending message gets its id and time) are signals, so its
-/// element stays the same.
+/// A message in the open conversation (or, unsent, in the outbox). The
+/// parts that change after it is shown (a pending message gets its id and
+/// time; a message is edited or deleted) are signals, so its element stays
+/// the same.
 #[derive(Clone, Debug)]
 pub struct UiMessage {
     /// Stable key for the list: the nonce for own messages, else the id.
     pub key: String,
+    /// Its room: an unsent message is resent to the room it was written in,
+    /// whichever room is open by then.
+    pub room_id: String,
     pub id: ArcRwSignal<String>,
     pub from: UserId,
-    pub text: String,
+    pub text: ArcRwSignal<String>,
+    /// Changed by its sender after it was sent.
+    pub edited: ArcRwSignal<bool>,
+    /// Deleted by its sender (the text is then empty).
+    pub deleted: ArcRwSignal<bool>,
     pub nonce: Option<String>,
     pub time_ms: ArcRwSignal<i64>,
     pub delivery: ArcRwSignal<Delivery>,
@@ -92,12 +102,24 @@ impl UiMessage {
         self.delivery.set(Delivery::Sent);
     }
 
+    /// The message was edited or deleted (`message.updated`).
+    fn apply_update(&self, m: &ChatMessage) {
+        if self.text.with_untracked(|t| *t != m.message) {
+            self.text.set(m.message.clone());
+        }
+        self.edited.set(m.edited_ms.is_some() && !m.deleted);
+        self.deleted.set(m.deleted);
+    }
+
     fn from_server(m: &ChatMessage) -> Self {
         Self {
             key: format!("m:{}", m.id),
+            room_id: m.room_id.clone(),
             id: ArcRwSignal::new(m.id.clone()),
             from: m.from,
-            text: m.message.clone(),
+            text: ArcRwSignal::new(m.message.clone()),
+            edited: ArcRwSignal::new(m.edited_ms.is_some() && !m.deleted),
+            deleted: ArcRwSignal::new(m.deleted),
             nonce: m.nonce.clone(),
             time_ms: ArcRwSignal::new(message_ms(m)),
             delivery: ArcRwSignal::new(Delivery::Sent),
@@ -110,7 +132,17 @@ impl UiMessage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoomEntry {
     pub summary: RoomSummary,
-    pub unread: bool,
+    /// Messages from others not read yet, up to [`MAX_UNREAD_COUNT`].
+    pub unread: u32,
+}
+
+/// Someone typing in a room, shown until `until_ms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypingEntry {
+    pub room_id: String,
+    pub user_id: UserId,
+    pub username: String,
+    pub until_ms: i64,
 }
 
 /// All of the chat screen's state: signals, so the struct is `Copy` and
@@ -141,6 +173,28 @@ pub struct Chat {
     pub notice: RwSignal<Option<String>>,
     /// The `#messages` scroll container.
     pub scroller: NodeRef<Div>,
+    /// Whether the tab is visible (a hidden tab reads nothing).
+    pub visible: RwSignal<bool>,
+    /// The open room's read mark when it was opened: the "New messages"
+    /// divider goes before the first later message from someone else.
+    /// `None`: no divider.
+    pub unread_mark: RwSignal<Option<String>>,
+    /// The key of the message the divider goes before.
+    pub divider_key: Memo<Option<String>>,
+    /// The key of own message to show "Seen" under (private rooms).
+    pub seen_key: Memo<Option<String>>,
+    /// Who is typing, in any room.
+    pub typing: RwSignal<Vec<TypingEntry>>,
+    /// Desktop notifications are switched on (and permitted).
+    pub notify_on: RwSignal<bool>,
+    /// Own messages not yet stored by the server, of every room: they are
+    /// resent on reconnect and shown again when their room is reopened.
+    outbox: StoredValue<Vec<UiMessage>>,
+    /// The open room's unread mark is still to be taken from the room list
+    /// (the history was opened before the list arrived).
+    mark_pending: StoredValue<bool>,
+    /// Room → when this tab last said it is typing there (ms).
+    typing_sent: StoredValue<HashMap<String, i64>>,
     /// Bumped on every room switch, so late answers for another room are dropped.
     load_gen: StoredValue<u64>,
     /// Whether the socket has been open before (then reopening refreshes).
@@ -154,13 +208,30 @@ impl Chat {
     pub fn new(me_id: UserId, me_name: String) -> Self {
         let mut names = HashMap::new();
         names.insert(me_id, me_name);
+        let rooms = RwSignal::new(Vec::<RoomEntry>::new());
+        let active = RwSignal::new(GENERAL_ROOM_ID.to_string());
+        let messages = RwSignal::new(Vec::<UiMessage>::new());
+        let unread_mark = RwSignal::new(None::<String>);
+        let divider_key = Memo::new(move |_| {
+            let mark = unread_mark.get()?;
+            messages.with(|list| divider_before(me_id, &mark, list))
+        });
+        let seen_key = Memo::new(move |_| {
+            let active = active.get();
+            let peer_read = rooms.with(|list| {
+                list.iter()
+                    .find(|e| e.summary.id == active && e.summary.other_user_id.is_some())
+                    .and_then(|e| e.summary.peer_read.clone())
+            })?;
+            messages.with(|list| seen_under(me_id, &peer_read, list))
+        });
         Self {
             me_id,
-            rooms: RwSignal::new(Vec::new()),
+            rooms,
             rooms_loaded: RwSignal::new(false),
             rooms_error: RwSignal::new(None),
-            active: RwSignal::new(GENERAL_ROOM_ID.to_string()),
-            messages: RwSignal::new(Vec::new()),
+            active,
+            messages,
             next: RwSignal::new(None),
             loading: RwSignal::new(true),
             loading_older: RwSignal::new(false),
@@ -171,6 +242,15 @@ impl Chat {
             new_pill: RwSignal::new(false),
             notice: RwSignal::new(None),
             scroller: NodeRef::new(),
+            visible: RwSignal::new(true),
+            unread_mark,
+            divider_key,
+            seen_key,
+            typing: RwSignal::new(Vec::new()),
+            notify_on: RwSignal::new(false),
+            outbox: StoredValue::new(Vec::new()),
+            mark_pending: StoredValue::new(true),
+            typing_sent: StoredValue::new(HashMap::new()),
             load_gen: StoredValue::new(0),
             was_open: StoredValue::new(false),
             #[cfg(feature = "hydrate")]
@@ -188,9 +268,13 @@ impl Chat {
                 self.remember_users(&list);
             }
         });
+        self.notify_on.set(notify::enabled());
         #[cfg(feature = "hydrate")]
         {
             use crate::client::socket::{Socket, Status};
+            if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+                self.visible.set(!doc.hidden());
+            }
             let socket = Socket::connect(
                 "/ws?resume=1",
                 move || Some(self.resume_frame()),
@@ -251,23 +335,41 @@ impl Chat {
             match rooms().await {
                 Ok(list) => {
                     let active = self.active.get_untracked();
+                    if self.mark_pending.get_value() {
+                        // The open room's history came first: its divider
+                        // needs the read mark from this list.
+                        self.mark_pending.set_value(false);
+                        if let Some(room) = list.iter().find(|r| r.id == active) {
+                            self.unread_mark.set(unread_mark_of(room));
+                        }
+                    }
+                    let reading = self.visible.get_untracked();
                     let mut entries: Vec<RoomEntry> = list
                         .into_iter()
                         .map(|summary| RoomEntry {
-                            unread: summary.id != active && self.is_unread(&summary),
+                            // The open room is being read (its mark follows).
+                            unread: if summary.id == active && reading {
+                                0
+                            } else {
+                                summary.unread.min(MAX_UNREAD_COUNT)
+                            },
                             summary,
                         })
                         .collect();
-                    // Keep what live frames told us meanwhile.
+                    // Keep what live frames told us meanwhile (the server's
+                    // counts already include every message it listed).
                     self.rooms.with_untracked(|old| {
                         for e in &mut entries {
                             if let Some(o) = old.iter().find(|o| o.summary.id == e.summary.id) {
-                                e.unread |= o.unread;
                                 if let Some(m) = &o.summary.last_message {
                                     if is_newer(m, e.summary.last_message.as_ref()) {
                                         e.summary.last_message = Some(m.clone());
                                     }
                                 }
+                                e.summary.last_read =
+                                    newest_id(&e.summary.last_read, &o.summary.last_read);
+                                e.summary.peer_read =
+                                    newest_id(&e.summary.peer_read, &o.summary.peer_read);
                             }
                         }
                     });
@@ -285,6 +387,7 @@ impl Chat {
                 Err(e) => self.rooms_error.set(Some(e.message)),
             }
             self.rooms_loaded.set(true);
+            self.send_read();
         });
     }
 
@@ -309,13 +412,15 @@ impl Chat {
                             e.summary.last_message = Some(m);
                         }
                     }
+                    e.summary.last_read = newest_id(&e.summary.last_read, &summary.last_read);
+                    e.summary.peer_read = newest_id(&e.summary.peer_read, &summary.peer_read);
                 }
                 None => {
-                    let unread = summary.id != active
-                        && summary
-                            .last_message
-                            .as_ref()
-                            .is_some_and(|m| m.from != self.me_id);
+                    let unread = if summary.id == active {
+                        0
+                    } else {
+                        summary.unread.min(MAX_UNREAD_COUNT)
+                    };
                     list.push(RoomEntry { summary, unread });
                 }
             }
@@ -326,17 +431,10 @@ impl Chat {
     /// Opens a room: shows its conversation and loads its latest messages.
     pub fn open_room(self, id: String) {
         self.show_conversation.set(true);
-        self.rooms.update(|list| {
-            if let Some(e) = list.iter_mut().find(|e| e.summary.id == id) {
-                e.unread = false;
-                if let Some(m) = &e.summary.last_message {
-                    remember_seen(self.me_id, &id, &m.id);
-                }
-            }
-        });
         if self.active.get_untracked() == id {
             // Already open (on a phone it may just have been hidden).
             self.scroll_to_bottom();
+            self.send_read();
             return;
         }
         self.active.set(id);
@@ -371,7 +469,19 @@ impl Chat {
     pub fn load_history(self) {
         let gen = self.bump_gen();
         let room = self.active.get_untracked();
-        self.messages.set(Vec::new());
+        // The divider goes after what was read before this opening.
+        let summary = self
+            .rooms
+            .with_untracked(|list| list.iter().find(|e| e.summary.id == room).cloned());
+        self.mark_pending
+            .set_value(summary.is_none() && !self.rooms_loaded.get_untracked());
+        self.unread_mark
+            .set(summary.as_ref().and_then(|e| unread_mark_of(&e.summary)));
+        // Own messages not yet stored come back, after the history.
+        let unsent: Vec<UiMessage> = self
+            .outbox
+            .with_value(|o| o.iter().filter(|m| m.room_id == room).cloned().collect());
+        self.messages.set(unsent);
         self.next.set(None);
         self.loading.set(true);
         self.loading_older.set(false);
@@ -387,9 +497,9 @@ impl Chat {
                 Ok(page) => {
                     self.next.set(page.next.clone());
                     self.merge_page(page);
-                    self.mark_active_seen();
                     self.scroll_to_bottom();
                     self.fill_viewport();
+                    self.send_read();
                 }
                 Err(e) => self.history_error.set(Some(e.message)),
             }
@@ -452,11 +562,14 @@ impl Chat {
                         && x.id.with_untracked(String::is_empty)
                         && match (m.nonce.as_deref(), x.nonce.as_deref()) {
                             (Some(a), Some(b)) => a == b,
-                            _ => x.text == m.message,
+                            _ => x.text.with_untracked(|t| *t == m.message),
                         }
                 });
                 match unconfirmed {
-                    Some(x) => x.confirm(m),
+                    Some(x) => {
+                        x.confirm(m);
+                        x.apply_update(m);
+                    }
                     None => list.push(UiMessage::from_server(m)),
                 }
             }
@@ -466,6 +579,13 @@ impl Chat {
                 (id.is_empty(), message_id_key(&id))
             });
         });
+        self.settle_outbox();
+    }
+
+    /// Drops the messages the server has stored from the outbox.
+    fn settle_outbox(self) {
+        self.outbox
+            .update_value(|o| o.retain(|m| m.id.with_untracked(String::is_empty)));
     }
 
     /// When the loaded messages do not fill the view, nothing can be
@@ -502,31 +622,98 @@ impl Chat {
         });
     }
 
-    /// Remembers the open room's newest message as seen.
-    pub fn mark_active_seen(self) {
+    /// Tells the server the open room is read up to its newest message,
+    /// when the tab is visible and that id is past the room's read mark
+    /// (so it is sent once per new message at most).
+    pub fn send_read(self) {
+        if !self.visible.get_untracked()
+            || !self.rooms_loaded.get_untracked()
+            || self.loading.get_untracked()
+        {
+            return;
+        }
         let room = self.active.get_untracked();
         let newest = self.messages.with_untracked(|list| {
-            list.iter().rev().find_map(|m| {
-                let id = m.id.get_untracked();
-                (!id.is_empty()).then_some(id)
-            })
+            list.iter()
+                .filter_map(|m| {
+                    let id = m.id.get_untracked();
+                    (!id.is_empty()).then_some(id)
+                })
+                .max_by_key(|id| message_id_key(id))
         });
-        if let Some(id) = newest {
-            remember_seen(self.me_id, &room, &id);
+        let Some(newest) = newest else {
+            return;
+        };
+        let read = self.rooms.with_untracked(|list| {
+            list.iter()
+                .find(|e| e.summary.id == room)
+                .map(|e| e.summary.last_read.clone())
+        });
+        let Some(read) = read else {
+            return;
+        };
+        if read.is_some_and(|r| message_id_key(&r) >= message_id_key(&newest)) {
+            return;
+        }
+        let frame = ClientFrame::Read(ReadMark {
+            room_id: room.clone(),
+            id: newest.clone(),
+            user_id: self.me_id,
+        });
+        if self.send_frame(&frame) {
+            // Counted as read at once; the server's `read` echo agrees.
+            self.apply_own_read(&room, &newest);
         }
     }
 
-    fn is_unread(self, summary: &RoomSummary) -> bool {
-        let Some(last) = &summary.last_message else {
-            return false;
-        };
-        if last.from == self.me_id {
-            return false;
+    /// Our read mark in `room` moved to `id` (this tab or another one).
+    fn apply_own_read(self, room: &str, id: &str) {
+        self.rooms.update(|list| {
+            if let Some(e) = list.iter_mut().find(|e| e.summary.id == room) {
+                e.summary.last_read = newest_id(&e.summary.last_read, &Some(id.to_string()));
+                let caught_up = e
+                    .summary
+                    .last_message
+                    .as_ref()
+                    .is_none_or(|m| message_id_key(id) >= message_id_key(&m.id));
+                if caught_up {
+                    e.unread = 0;
+                }
+            }
+        });
+    }
+
+    /// The tab was shown or hidden.
+    pub fn set_visible(self, visible: bool) {
+        if self.visible.get_untracked() == visible {
+            return;
         }
-        match seen(self.me_id, &summary.id) {
-            Some(seen) => message_id_key(&last.id) > message_id_key(&seen),
-            None => true,
+        self.visible.set(visible);
+        if visible {
+            let room = self.active.get_untracked();
+            self.rooms.update(|list| {
+                if let Some(e) = list.iter_mut().find(|e| e.summary.id == room) {
+                    e.unread = 0;
+                }
+            });
+            self.send_read();
+        } else if self.unread_mark.get_untracked().is_none() {
+            // What arrives while away gets a divider before it.
+            let newest = self.messages.with_untracked(|list| {
+                list.iter().rev().find_map(|m| {
+                    let id = m.id.get_untracked();
+                    (!id.is_empty()).then_some(id)
+                })
+            });
+            self.unread_mark
+                .set(Some(newest.unwrap_or_else(|| "0-0".into())));
         }
+    }
+
+    /// The total unread count, for the tab title.
+    pub fn total_unread(self) -> u32 {
+        self.rooms
+            .with(|list| list.iter().map(|e| e.unread).sum::<u32>())
     }
 
     // ---- sending --------------------------------------------------------
@@ -539,26 +726,39 @@ impl Chat {
         }
         self.notice.set(None);
         let nonce = new_nonce();
+        let room = self.active.get_untracked();
+        // The next keystroke says "typing" again at once.
+        self.typing_sent.update_value(|t| {
+            t.remove(&room);
+        });
         let ui = UiMessage {
             key: format!("n:{nonce}"),
+            room_id: room,
             id: ArcRwSignal::new(String::new()),
             from: self.me_id,
-            text: text.to_string(),
+            text: ArcRwSignal::new(text.to_string()),
+            edited: ArcRwSignal::new(false),
+            deleted: ArcRwSignal::new(false),
             nonce: Some(nonce),
             time_ms: ArcRwSignal::new(now_ms()),
             delivery: ArcRwSignal::new(Delivery::Pending),
             attempt: ArcRwSignal::new(0),
         };
+        self.outbox.update_value(|o| o.push(ui.clone()));
         self.messages.update(|list| list.push(ui.clone()));
         self.scroll_to_bottom();
         self.deliver(&ui);
     }
 
+    /// The unsent own message with this key, in any room.
+    fn outbox_find(self, key: &str) -> Option<UiMessage> {
+        self.outbox
+            .with_value(|o| o.iter().find(|m| m.key == key).cloned())
+    }
+
     /// Sends a failed message again, with the same nonce.
     pub fn retry(self, key: &str) {
-        let ui = self
-            .messages
-            .with_untracked(|list| list.iter().find(|m| m.key == key).cloned());
+        let ui = self.outbox_find(key);
         if let Some(ui) = ui {
             ui.delivery.set(Delivery::Pending);
             self.deliver(&ui);
@@ -567,8 +767,8 @@ impl Chat {
 
     fn deliver(self, ui: &UiMessage) {
         let frame = ClientFrame::Message(SendMessage {
-            room_id: self.active.get_untracked(),
-            message: ui.text.clone(),
+            room_id: ui.room_id.clone(),
+            message: ui.text.get_untracked(),
             nonce: ui.nonce.clone(),
         });
         if !self.send_frame(&frame) {
@@ -589,9 +789,10 @@ impl Chat {
         // No echo yet? It may have been lost: look in the history (sends
         // are idempotent by nonce, so the stored copy carries it).
         let check = still_waiting.clone();
+        let room = ui.room_id.clone();
         set_timeout(
             move || {
-                if check() {
+                if check() && self.active.with_untracked(|a| *a == room) {
                     self.catch_up();
                 }
             },
@@ -621,6 +822,66 @@ impl Chat {
             let _ = frame;
             false
         }
+    }
+
+    /// The composer's text changed: tell the room "typing", at most every
+    /// [`TYPING_RESEND_MS`].
+    pub fn typing_input(self, text: &str) {
+        if text.trim().is_empty() {
+            return;
+        }
+        let room = self.active.get_untracked();
+        let now = now_ms();
+        let last = self.typing_sent.with_value(|t| t.get(&room).copied());
+        if !typing_due(last, now) {
+            return;
+        }
+        if self.send_frame(&ClientFrame::Typing(RoomRef {
+            room_id: room.clone(),
+        })) {
+            self.typing_sent.update_value(|t| {
+                t.insert(room, now);
+            });
+        }
+    }
+
+    /// Replaces the text of one of our messages (the server answers every
+    /// member with `message.updated`).
+    pub fn edit(self, id: String, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        let frame = ClientFrame::Edit(EditMessage {
+            room_id: self.active.get_untracked(),
+            id,
+            message: text.to_string(),
+        });
+        if !self.send_frame(&frame) {
+            self.show_notice("Not connected; try again in a moment.".into());
+        }
+    }
+
+    /// Deletes one of our messages.
+    pub fn delete(self, id: String) {
+        let frame = ClientFrame::Delete(MessageRef {
+            room_id: self.active.get_untracked(),
+            id,
+        });
+        if !self.send_frame(&frame) {
+            self.show_notice("Not connected; try again in a moment.".into());
+        }
+    }
+
+    /// The names of who is typing in the open room (reactive).
+    pub fn typing_names(self) -> Vec<String> {
+        let active = self.active.get();
+        self.typing.with(|list| {
+            list.iter()
+                .filter(|t| t.room_id == active)
+                .map(|t| t.username.clone())
+                .collect()
+        })
     }
 
     pub fn show_notice(self, text: String) {
@@ -655,8 +916,9 @@ impl Chat {
                     // connection dropped, go (again) now. The server stores
                     // a nonce once, so a message that did arrive is not
                     // doubled: its original comes back instead.
-                    let pending: Vec<UiMessage> = self.messages.with_untracked(|list| {
-                        list.iter()
+                    // That is every room's outbox, not only the open room.
+                    let pending: Vec<UiMessage> = self.outbox.with_value(|o| {
+                        o.iter()
                             .filter(|m| m.delivery.get_untracked() == Delivery::Pending)
                             .cloned()
                             .collect()
@@ -664,6 +926,7 @@ impl Chat {
                     for m in &pending {
                         self.deliver(m);
                     }
+                    self.send_read();
                 }
             }
             ConnState::Closed => {}
@@ -728,10 +991,10 @@ impl Chat {
                 if self.messages.with_untracked(Vec::len) != before {
                     if was_at_bottom {
                         self.scroll_to_bottom();
-                        self.mark_active_seen();
                     } else {
                         self.new_pill.set(true);
                     }
+                    self.send_read();
                 }
             }
         });
@@ -743,8 +1006,8 @@ impl Chat {
             ServerFrame::Message(m) => self.on_message(m),
             ServerFrame::Error(e) => {
                 let target = e.nonce.as_deref().and_then(|nonce| {
-                    self.messages.with_untracked(|list| {
-                        list.iter()
+                    self.outbox.with_value(|o| {
+                        o.iter()
                             .find(|m| m.nonce.as_deref() == Some(nonce))
                             .cloned()
                     })
@@ -757,9 +1020,7 @@ impl Chat {
                             let key = ui.key.clone();
                             set_timeout(
                                 move || {
-                                    let current = self.messages.with_untracked(|list| {
-                                        list.iter().find(|m| m.key == key).cloned()
-                                    });
+                                    let current = self.outbox_find(&key);
                                     if let Some(ui) = current {
                                         if ui.attempt.get_untracked() == attempt
                                             && ui.id.with_untracked(String::is_empty)
@@ -782,8 +1043,96 @@ impl Chat {
             ServerFrame::UserConnected(u) => self.set_online(u.id, u.username, true),
             ServerFrame::UserDisconnected(u) => self.set_online(u.id, u.username, false),
             ServerFrame::Resumed(r) => self.on_resumed(r),
-            // Issue 7 frames: handled by the UI work in progress.
-            ServerFrame::MessageUpdated(_) | ServerFrame::Read(_) | ServerFrame::Typing(_) => {}
+            ServerFrame::MessageUpdated(m) => self.on_updated(m),
+            ServerFrame::Read(r) => self.on_read(r),
+            ServerFrame::Typing(t) => self.on_typing(t),
+        }
+    }
+
+    /// A message was edited or deleted: the open list and the preview.
+    fn on_updated(self, m: ChatMessage) {
+        if self.rooms.with_untracked(|list| {
+            list.iter().any(|e| {
+                e.summary.id == m.room_id
+                    && e.summary
+                        .last_message
+                        .as_ref()
+                        .is_some_and(|l| l.id == m.id)
+            })
+        }) {
+            self.rooms.update(|list| {
+                if let Some(e) = list.iter_mut().find(|e| e.summary.id == m.room_id) {
+                    e.summary.last_message = Some(m.clone());
+                }
+            });
+        }
+        if self.active.with_untracked(|a| *a == m.room_id) {
+            let ui = self.messages.with_untracked(|list| {
+                list.iter()
+                    .find(|x| x.id.with_untracked(|id| *id == m.id))
+                    .cloned()
+            });
+            if let Some(ui) = ui {
+                ui.apply_update(&m);
+            }
+        }
+    }
+
+    /// A read mark moved: ours (another tab, or this one's echo) clears
+    /// the room's unread count; the other member's shows "Seen".
+    fn on_read(self, r: ReadMark) {
+        if r.user_id == self.me_id {
+            self.apply_own_read(&r.room_id, &r.id);
+            return;
+        }
+        self.rooms.update(|list| {
+            if let Some(e) = list
+                .iter_mut()
+                .find(|e| e.summary.id == r.room_id && e.summary.other_user_id == Some(r.user_id))
+            {
+                e.summary.peer_read = newest_id(&e.summary.peer_read, &Some(r.id.clone()));
+            }
+        });
+    }
+
+    /// Someone is typing: shown for [`TYPING_SHOW_MS`] unless renewed.
+    fn on_typing(self, t: Typing) {
+        if t.user_id == self.me_id {
+            return;
+        }
+        let until_ms = now_ms() + TYPING_SHOW_MS as i64;
+        self.typing.update(|list| {
+            list.retain(|x| !(x.room_id == t.room_id && x.user_id == t.user_id));
+            list.push(TypingEntry {
+                room_id: t.room_id,
+                user_id: t.user_id,
+                username: t.username,
+                until_ms,
+            });
+        });
+        set_timeout(
+            move || {
+                let now = now_ms();
+                if self
+                    .typing
+                    .try_with_untracked(|list| list.iter().any(|x| x.until_ms <= now))
+                    == Some(true)
+                {
+                    self.typing.update(|list| list.retain(|x| x.until_ms > now));
+                }
+            },
+            Duration::from_millis(TYPING_SHOW_MS + 50),
+        );
+    }
+
+    /// A message from `user` ends their "typing" in that room.
+    fn clear_typing(self, room: &str, user: UserId) {
+        if self
+            .typing
+            .with_untracked(|list| list.iter().any(|x| x.room_id == room && x.user_id == user))
+        {
+            self.typing
+                .update(|list| list.retain(|x| !(x.room_id == room && x.user_id == user)));
         }
     }
 
@@ -808,19 +1157,30 @@ impl Chat {
     fn on_message(self, m: ChatMessage) {
         let active = self.active.get_untracked();
         let is_active = m.room_id == active;
+        let own = m.from == self.me_id;
+        self.clear_typing(&m.room_id, m.from);
 
-        // The room list: preview, time, order, unread.
+        // The room list: preview, time, order, unread. Only a message newer
+        // than the room's last one counts (a replay after a reconnect may
+        // repeat what the list already has).
         let known = self
             .rooms
             .with_untracked(|list| list.iter().any(|e| e.summary.id == m.room_id));
+        let mut fresh = false;
         if known {
+            let reading = is_active && self.visible.get_untracked();
             self.rooms.update(|list| {
                 if let Some(e) = list.iter_mut().find(|e| e.summary.id == m.room_id) {
+                    fresh = e
+                        .summary
+                        .last_message
+                        .as_ref()
+                        .is_none_or(|l| message_id_key(&m.id) > message_id_key(&l.id));
                     if is_newer(&m, e.summary.last_message.as_ref()) {
                         e.summary.last_message = Some(m.clone());
-                        if !is_active && m.from != self.me_id {
-                            e.unread = true;
-                        }
+                    }
+                    if fresh && !own && !reading {
+                        e.unread = (e.unread + 1).min(MAX_UNREAD_COUNT);
                     }
                 }
                 sort_rooms(list);
@@ -828,6 +1188,34 @@ impl Chat {
         } else {
             // A room this page has not heard of yet: refresh the list.
             self.load_rooms();
+        }
+        if fresh && !own && !self.visible.get_untracked() && self.notify_on.get_untracked() {
+            self.notify(&m);
+        }
+
+        // One of our own unsent messages, in any room? Matched by nonce, or
+        // by text when the echo carries no nonce.
+        if own {
+            let pending = self.outbox.with_value(|o| {
+                o.iter()
+                    .find(|x| {
+                        x.room_id == m.room_id
+                            && x.id.with_untracked(String::is_empty)
+                            && match m.nonce.as_deref() {
+                                Some(nonce) => x.nonce.as_deref() == Some(nonce),
+                                None => x.text.with_untracked(|t| *t == m.message),
+                            }
+                    })
+                    .cloned()
+            });
+            if let Some(ui) = pending {
+                ui.confirm(&m);
+                self.settle_outbox();
+                if is_active {
+                    self.send_read();
+                }
+                return;
+            }
         }
 
         if !is_active {
@@ -841,34 +1229,42 @@ impl Chat {
         {
             return;
         }
-        // The pending copy of one of our own messages? Matched by nonce, or
-        // by text when the echo carries no nonce.
-        let pending = self.messages.with_untracked(|list| {
-            list.iter()
-                .find(|x| {
-                    x.id.with_untracked(String::is_empty)
-                        && match m.nonce.as_deref() {
-                            Some(nonce) => x.nonce.as_deref() == Some(nonce),
-                            None => m.from == self.me_id && x.text == m.message,
-                        }
-                })
-                .cloned()
-        });
-        if let Some(ui) = pending {
-            ui.confirm(&m);
-            remember_seen(self.me_id, &active, &m.id);
-            return;
-        }
         let was_at_bottom = self.at_bottom();
-        let own = m.from == self.me_id;
-        self.messages
-            .update(|list| list.push(UiMessage::from_server(&m)));
+        // Before any unsent message of ours (those stay last).
+        self.messages.update(|list| {
+            let at = list
+                .iter()
+                .position(|x| x.id.with_untracked(String::is_empty))
+                .unwrap_or(list.len());
+            list.insert(at, UiMessage::from_server(&m));
+        });
         if was_at_bottom || own {
             self.scroll_to_bottom();
-            remember_seen(self.me_id, &active, &m.id);
         } else {
             self.new_pill.set(true);
         }
+        self.send_read();
+    }
+
+    /// A desktop notification for a message (the tab is hidden).
+    fn notify(self, m: &ChatMessage) {
+        let sender = self.name_of_untracked(m.from);
+        let room = self.rooms.with_untracked(|list| {
+            list.iter()
+                .find(|e| e.summary.id == m.room_id)
+                .map(|e| (e.summary.name.clone(), e.summary.other_user_id.is_some()))
+        });
+        let title = match room {
+            Some((_, true)) | None => sender,
+            Some((name, false)) => format!("{sender} in {name}"),
+        };
+        notify::show(&title, &m.message, &m.room_id);
+    }
+
+    fn name_of_untracked(self, id: UserId) -> String {
+        self.names
+            .with_untracked(|n| n.get(&id).cloned())
+            .unwrap_or_else(|| format!("User #{id}"))
     }
 }
 
@@ -939,38 +1335,75 @@ fn new_nonce() -> String {
     }
 }
 
-fn seen_key(me: UserId, room: &str) -> String {
-    format!("redis-chat:seen:{me}:{room}")
-}
-
-/// The newest message id seen in a room, from `localStorage`.
-fn seen(me: UserId, room: &str) -> Option<String> {
-    #[cfg(feature = "hydrate")]
-    {
-        let storage = web_sys::window()?.local_storage().ok()??;
-        storage.get_item(&seen_key(me, room)).ok()?
-    }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = seen_key(me, room);
-        None
+/// The newer of two optional message ids.
+fn newest_id(a: &Option<String>, b: &Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(x), Some(y)) if message_id_key(y) > message_id_key(x) => Some(y.clone()),
+        (Some(x), _) => Some(x.clone()),
+        (None, y) => y.clone(),
     }
 }
 
-/// Remembers `id` as seen in a room (keeps the newest).
-fn remember_seen(me: UserId, room: &str, id: &str) {
-    #[cfg(feature = "hydrate")]
-    {
-        if seen(me, room).is_some_and(|s| message_id_key(&s) >= message_id_key(id)) {
-            return;
-        }
-        if let Some(Ok(Some(storage))) = web_sys::window().map(|w| w.local_storage()) {
-            let _ = storage.set_item(&seen_key(me, room), id);
-        }
+/// Where the "New messages" divider of a room opened now goes: after its
+/// read mark, when it has unread messages (`"0-0"`: never read).
+fn unread_mark_of(room: &RoomSummary) -> Option<String> {
+    (room.unread > 0).then(|| room.last_read.clone().unwrap_or_else(|| "0-0".into()))
+}
+
+/// The key of the first stored message from someone else after `mark`
+/// (reactive: reads the ids).
+fn divider_before(me: UserId, mark: &str, list: &[UiMessage]) -> Option<String> {
+    let mark = message_id_key(mark);
+    list.iter()
+        .find(|m| m.from != me && m.id.with(|id| !id.is_empty() && message_id_key(id) > mark))
+        .map(|m| m.key.clone())
+}
+
+/// The key of our newest stored message, when the other member has read up
+/// to it (reactive: reads the ids).
+fn seen_under(me: UserId, peer_read: &str, list: &[UiMessage]) -> Option<String> {
+    let last = list
+        .iter()
+        .rev()
+        .find(|m| m.from == me && m.id.with(|id| !id.is_empty()))?;
+    let seen = last
+        .id
+        .with(|id| message_id_key(id) <= message_id_key(peer_read));
+    seen.then(|| last.key.clone())
+}
+
+/// Whether a `typing` frame is due, last sent at `last` (ms), now `now`.
+fn typing_due(last: Option<i64>, now: i64) -> bool {
+    last.is_none_or(|l| now - l >= TYPING_RESEND_MS as i64 || now < l)
+}
+
+/// "Mary is typing…", "Mary and Joe are typing…", "Mary, Joe and Alex are
+/// typing…", "4 people are typing…"; `None` when nobody is.
+pub fn typing_label(names: &[String]) -> Option<String> {
+    Some(match names {
+        [] => return None,
+        [a] => format!("{a} is typing…"),
+        [a, b] => format!("{a} and {b} are typing…"),
+        [a, b, c] => format!("{a}, {b} and {c} are typing…"),
+        more => format!("{} people are typing…", more.len()),
+    })
+}
+
+/// An unread count as shown: "99+" from [`MAX_UNREAD_COUNT`] on.
+pub fn unread_label(n: u32) -> String {
+    if n >= MAX_UNREAD_COUNT {
+        "99+".to_string()
+    } else {
+        n.to_string()
     }
-    #[cfg(not(feature = "hydrate"))]
-    {
-        let _ = (seen(me, room), id);
+}
+
+/// The tab title: "(3) Redis chat" with unread messages.
+pub fn tab_title(total_unread: u32) -> String {
+    if total_unread == 0 {
+        "Redis chat".to_string()
+    } else {
+        format!("({}) Redis chat", unread_label(total_unread))
     }
 }
 
@@ -982,5 +1415,109 @@ mod tests {
     fn utc_time_without_a_browser() {
         assert_eq!(hhmm(0), "00:00");
         assert_eq!(hhmm((13 * 60 + 7) * 60_000), "13:07");
+    }
+
+    fn msg(from: UserId, id: &str, key: &str) -> UiMessage {
+        UiMessage {
+            key: key.into(),
+            room_id: "0".into(),
+            id: ArcRwSignal::new(id.into()),
+            from,
+            text: ArcRwSignal::new("x".into()),
+            edited: ArcRwSignal::new(false),
+            deleted: ArcRwSignal::new(false),
+            nonce: None,
+            time_ms: ArcRwSignal::new(0),
+            delivery: ArcRwSignal::new(Delivery::Sent),
+            attempt: ArcRwSignal::new(0),
+        }
+    }
+
+    #[test]
+    fn newest_of_two_ids() {
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(newest_id(&s("10-0"), &s("9-5")), s("10-0"));
+        assert_eq!(newest_id(&s("9-5"), &s("10-0")), s("10-0"));
+        assert_eq!(newest_id(&None, &s("1-0")), s("1-0"));
+        assert_eq!(newest_id(&s("1-0"), &None), s("1-0"));
+        assert_eq!(newest_id(&None, &None), None);
+    }
+
+    #[test]
+    fn divider_goes_before_the_first_unread_from_others() {
+        let list = vec![
+            msg(2, "1-0", "a"),
+            msg(1, "2-0", "b"),
+            msg(1, "3-0", "c"),
+            msg(2, "4-0", "d"),
+            msg(1, "", "e"),
+        ];
+        // Our own message after the mark is not where the divider goes.
+        assert_eq!(divider_before(1, "1-0", &list), Some("c".into()));
+        assert_eq!(divider_before(1, "0-0", &list), Some("b".into()));
+        assert_eq!(divider_before(1, "3-0", &list), None);
+        assert_eq!(divider_before(2, "3-0", &list), None);
+    }
+
+    #[test]
+    fn seen_under_the_last_own_message() {
+        let list = vec![msg(1, "1-0", "a"), msg(2, "2-0", "b"), msg(1, "3-0", "c")];
+        assert_eq!(seen_under(1, "3-0", &list), Some("c".into()));
+        assert_eq!(seen_under(1, "4-0", &list), Some("c".into()));
+        // Read up to an older message only: nothing shown.
+        assert_eq!(seen_under(1, "2-0", &list), None);
+        assert_eq!(seen_under(3, "9-0", &list), None);
+        // An unsent last message: the stored one before it counts.
+        let mut list = list;
+        list.push(msg(1, "", "d"));
+        assert_eq!(seen_under(1, "3-0", &list), Some("c".into()));
+    }
+
+    #[test]
+    fn unread_marks_of_rooms() {
+        let mut r = RoomSummary::default();
+        assert_eq!(unread_mark_of(&r), None);
+        r.unread = 2;
+        assert_eq!(unread_mark_of(&r), Some("0-0".into()));
+        r.last_read = Some("5-1".into());
+        assert_eq!(unread_mark_of(&r), Some("5-1".into()));
+    }
+
+    #[test]
+    fn typing_is_throttled() {
+        assert!(typing_due(None, 0));
+        assert!(!typing_due(Some(1000), 1000 + TYPING_RESEND_MS as i64 - 1));
+        assert!(typing_due(Some(1000), 1000 + TYPING_RESEND_MS as i64));
+        // A clock that went back does not silence it.
+        assert!(typing_due(Some(5000), 10));
+    }
+
+    #[test]
+    fn typing_labels() {
+        let n = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(typing_label(&[]), None);
+        assert_eq!(typing_label(&n(&["Mary"])).unwrap(), "Mary is typing…");
+        assert_eq!(
+            typing_label(&n(&["Mary", "Joe"])).unwrap(),
+            "Mary and Joe are typing…"
+        );
+        assert_eq!(
+            typing_label(&n(&["Mary", "Joe", "Alex"])).unwrap(),
+            "Mary, Joe and Alex are typing…"
+        );
+        assert_eq!(
+            typing_label(&n(&["a", "b", "c", "d"])).unwrap(),
+            "4 people are typing…"
+        );
+    }
+
+    #[test]
+    fn unread_labels_and_titles() {
+        assert_eq!(unread_label(3), "3");
+        assert_eq!(unread_label(99), "99");
+        assert_eq!(unread_label(MAX_UNREAD_COUNT), "99+");
+        assert_eq!(tab_title(0), "Redis chat");
+        assert_eq!(tab_title(3), "(3) Redis chat");
+        assert_eq!(tab_title(250), "(99+) Redis chat");
     }
 }
