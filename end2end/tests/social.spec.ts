@@ -151,6 +151,81 @@ test.describe('read state', () => {
   });
 });
 
+test.describe('hidden tab', () => {
+  test('while hidden: the open room counts unread, a notification shows; shown again: read', async ({
+    newPage,
+  }) => {
+    const { a, aName, b, bName } = await twoUsers(newPage);
+    // b's browser: a stand-in Notification API that records what is shown,
+    // and a switch for document.hidden (a headless page is always visible).
+    await b.context().addInitScript(() => {
+      const w = window as unknown as Record<string, unknown>;
+      let hidden = false;
+      Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+      Object.defineProperty(document, 'visibilityState', {
+        configurable: true,
+        get: () => (hidden ? 'hidden' : 'visible'),
+      });
+      w.__setHidden = (h: boolean) => {
+        hidden = h;
+        document.dispatchEvent(new Event('visibilitychange', { bubbles: true }));
+      };
+      const shown: { title: string; body?: string }[] = [];
+      w.__notifications = shown;
+      // The permission outlives a reload, as a real one does.
+      class FakeNotification {
+        static permission = localStorage.getItem('test:permission') ?? 'default';
+        static requestPermission(): Promise<string> {
+          FakeNotification.permission = 'granted';
+          localStorage.setItem('test:permission', 'granted');
+          return Promise.resolve('granted');
+        }
+        constructor(title: string, options?: { body?: string }) {
+          shown.push({ title, body: options?.body });
+        }
+      }
+      w.Notification = FakeNotification;
+    });
+    await b.reload();
+    await waitHydrated(b);
+    await waitConnected(b);
+
+    await openPrivateWith(a, bName);
+    await sendMessage(a, `hello ${uniq()}`);
+    await openRoomNamed(b, aName);
+    await expect(seenMessage(a)).toHaveCount(1);
+
+    const toggle = b.locator('#notify-toggle');
+    await expect(toggle).toHaveText('Enable notifications');
+    await toggle.click();
+    await expect(toggle).toHaveText('Notifications on');
+
+    await b.evaluate(() => (window as unknown as { __setHidden: (h: boolean) => void }).__setHidden(true));
+    const text = `while away <b>${uniq()}</b>`;
+    await sendMessage(a, text);
+    await expect(messageWith(b, text)).toHaveCount(1);
+    // Hidden: not read, though the room is open.
+    await expect(roomNamed(b, aName).locator('.unread-badge')).toHaveText('1');
+    await expect(b).toHaveTitle('(1) Redis chat');
+    await expect(b.locator('#messages .unread-divider + .message')).toContainText(text);
+    await expect
+      .poll(() => b.evaluate(() => (window as unknown as { __notifications: unknown[] }).__notifications))
+      .toEqual([{ title: aName, body: text }]);
+    await expect(seenMessage(a)).not.toContainText(text);
+
+    // Shown again: read, and a sees it.
+    await b.evaluate(() => (window as unknown as { __setHidden: (h: boolean) => void }).__setHidden(false));
+    await expect(roomNamed(b, aName).locator('.unread-badge')).toHaveCount(0);
+    await expect(b).toHaveTitle('Redis chat');
+    await expect(seenMessage(a)).toContainText(text);
+
+    // The choice is remembered across a reload.
+    await b.reload();
+    await waitHydrated(b);
+    await expect(b.locator('#notify-toggle')).toHaveText('Notifications on');
+  });
+});
+
 test.describe('typing', () => {
   test('"… is typing" shows live, ends with the message and after a timeout', async ({ newPage }) => {
     const { a, aName, b, bName } = await twoUsers(newPage);

@@ -340,7 +340,8 @@ impl Chat {
                         // needs the read mark from this list.
                         self.mark_pending.set_value(false);
                         if let Some(room) = list.iter().find(|r| r.id == active) {
-                            self.unread_mark.set(unread_mark_of(room));
+                            self.unread_mark
+                                .set(unread_mark_of(room.unread, &room.last_read));
                         }
                     }
                     let reading = self.visible.get_untracked();
@@ -475,8 +476,12 @@ impl Chat {
             .with_untracked(|list| list.iter().find(|e| e.summary.id == room).cloned());
         self.mark_pending
             .set_value(summary.is_none() && !self.rooms_loaded.get_untracked());
-        self.unread_mark
-            .set(summary.as_ref().and_then(|e| unread_mark_of(&e.summary)));
+        // (The live count: the summary's count is the one loaded with the list.)
+        self.unread_mark.set(
+            summary
+                .as_ref()
+                .and_then(|e| unread_mark_of(e.unread, &e.summary.last_read)),
+        );
         // Own messages not yet stored come back, after the history.
         let unsent: Vec<UiMessage> = self
             .outbox
@@ -697,8 +702,9 @@ impl Chat {
                 }
             });
             self.send_read();
-        } else if self.unread_mark.get_untracked().is_none() {
-            // What arrives while away gets a divider before it.
+        } else {
+            // What arrives while away gets the divider before it (the one
+            // from opening the room has been seen by now).
             let newest = self.messages.with_untracked(|list| {
                 list.iter().rev().find_map(|m| {
                     let id = m.id.get_untracked();
@@ -1346,8 +1352,8 @@ fn newest_id(a: &Option<String>, b: &Option<String>) -> Option<String> {
 
 /// Where the "New messages" divider of a room opened now goes: after its
 /// read mark, when it has unread messages (`"0-0"`: never read).
-fn unread_mark_of(room: &RoomSummary) -> Option<String> {
-    (room.unread > 0).then(|| room.last_read.clone().unwrap_or_else(|| "0-0".into()))
+fn unread_mark_of(unread: u32, last_read: &Option<String>) -> Option<String> {
+    (unread > 0).then(|| last_read.clone().unwrap_or_else(|| "0-0".into()))
 }
 
 /// The key of the first stored message from someone else after `mark`
@@ -1452,10 +1458,11 @@ mod tests {
             msg(2, "4-0", "d"),
             msg(1, "", "e"),
         ];
-        // Our own message after the mark is not where the divider goes.
-        assert_eq!(divider_before(1, "1-0", &list), Some("c".into()));
-        assert_eq!(divider_before(1, "0-0", &list), Some("b".into()));
-        assert_eq!(divider_before(1, "3-0", &list), None);
+        // Our own messages after the mark are not where the divider goes.
+        assert_eq!(divider_before(1, "1-0", &list), Some("d".into()));
+        assert_eq!(divider_before(1, "0-0", &list), Some("a".into()));
+        assert_eq!(divider_before(1, "4-0", &list), None);
+        assert_eq!(divider_before(2, "1-0", &list), Some("b".into()));
         assert_eq!(divider_before(2, "3-0", &list), None);
     }
 
@@ -1475,12 +1482,9 @@ mod tests {
 
     #[test]
     fn unread_marks_of_rooms() {
-        let mut r = RoomSummary::default();
-        assert_eq!(unread_mark_of(&r), None);
-        r.unread = 2;
-        assert_eq!(unread_mark_of(&r), Some("0-0".into()));
-        r.last_read = Some("5-1".into());
-        assert_eq!(unread_mark_of(&r), Some("5-1".into()));
+        assert_eq!(unread_mark_of(0, &Some("5-1".into())), None);
+        assert_eq!(unread_mark_of(2, &None), Some("0-0".into()));
+        assert_eq!(unread_mark_of(2, &Some("5-1".into())), Some("5-1".into()));
     }
 
     #[test]
