@@ -378,7 +378,7 @@ test.describe('account', () => {
     await page.goto('/');
     await expect(page).toHaveURL(CHAT_URL);
 
-    // The new password signs in, the old one does not.
+    // The new password signs in.
     await signIn(other, name, newPassword);
   });
 
@@ -396,6 +396,42 @@ test.describe('account', () => {
     await expect(page).toHaveURL(LOGIN_URL);
     await other.goto('/account');
     await expect(other).toHaveURL(LOGIN_URL);
+  });
+
+  test('without JavaScript: the password form posts and shows the server\'s errors', async ({ newPage }) => {
+    const js = await newPage();
+    const name = await registerFresh(js);
+    const page = await newPage({ javaScriptEnabled: false });
+    await page.goto('/login');
+    const login = page.locator('#login-form');
+    await login.locator('input[name="username"]').fill(name);
+    await login.locator('input[name="password"]').fill(FRESH_PASSWORD);
+    await page.locator('#login-submit').click();
+    await expect(page).toHaveURL(CHAT_URL);
+
+    await page.goto('/account');
+    const form = page.locator('#password-form');
+    const newPassword = `nojs-${uniq()}`;
+    await form.locator('input[name="current_password"]').fill('not-my-password');
+    await form.locator('input[name="new_password"]').fill(newPassword);
+    await form.locator('input[name="confirm_password"]').fill(newPassword);
+    await page.locator('#password-submit').click();
+    await expect(page).toHaveURL((u) => u.pathname === '/account');
+    await expect(form.locator('.form-error')).toHaveText('The current password is wrong.');
+
+    // (A fresh page: a success redirects back to the Referer, which would
+    // still carry the previous error in its query.)
+    await page.goto('/account');
+    await form.locator('input[name="current_password"]').fill(FRESH_PASSWORD);
+    await form.locator('input[name="new_password"]').fill(newPassword);
+    await form.locator('input[name="confirm_password"]').fill(newPassword);
+    await page.locator('#password-submit').click();
+    await expect(page).toHaveURL((u) => u.pathname === '/account');
+    await expect(form.locator('.form-error')).toHaveCount(0);
+    // The JavaScript session was another one: it is over.
+    await js.goto('/');
+    await expect(js).toHaveURL(LOGIN_URL);
+    await signIn(js, name, newPassword);
   });
 
   test('signed out, /account sends to the sign-in page', async ({ newPage }) => {
