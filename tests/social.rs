@@ -14,7 +14,7 @@ async fn rooms(c: &mut Client) -> Vec<RoomSummary> {
     serde_json::from_value(r.body).unwrap()
 }
 
-async fn room<'a>(c: &mut Client, id: &str) -> RoomSummary {
+async fn room(c: &mut Client, id: &str) -> RoomSummary {
     rooms(c)
         .await
         .into_iter()
