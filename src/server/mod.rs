@@ -89,12 +89,26 @@ impl AppState {
         user: &User,
         other: UserId,
     ) -> Result<RoomSummary, ApiError> {
+        open_private_room(&self.store, &self.presence, user, other).await
+    }
+}
+
+/// [`AppState::open_private_room`] without a server: also used by the
+/// command line (`redis-chat send --to`), whose announcement reaches the
+/// sockets of every running instance through the pub/sub channel.
+pub async fn open_private_room(
+    store: &Store,
+    presence: &Presence,
+    user: &User,
+    other: UserId,
+) -> Result<RoomSummary, ApiError> {
+    {
         if other == user.id {
             return Err(ApiError::bad_request(
                 "You cannot open a room with yourself.",
             ));
         }
-        let Some(other_name) = self.store.username_of(other).await? else {
+        let Some(other_name) = store.username_of(other).await? else {
             return Err(ApiError::new(
                 crate::protocol::codes::NOT_FOUND,
                 "No such user.",
@@ -104,9 +118,9 @@ impl AppState {
             id: other,
             username: other_name,
         };
-        let (room, new_for_a, new_for_b) = self.store.create_private_room(user.id, other).await?;
-        let last_message = self.store.last_message(&room).await?;
-        let online = self.presence.online_flags(&[user.id, other]).await?;
+        let (room, new_for_a, new_for_b) = store.create_private_room(user.id, other).await?;
+        let last_message = store.last_message(&room).await?;
+        let online = presence.online_flags(&[user.id, other]).await?;
         let summary_for = |them: &User, them_online: bool| RoomSummary {
             id: room.clone(),
             name: them.username.clone(),
@@ -125,13 +139,13 @@ impl AppState {
         } else {
             (online[1], online[0])
         };
-        let mut con = self.store.con();
+        let mut con = store.con();
         for (new, me, them, them_online) in
             [(new_for_a, a, b, b_online), (new_for_b, b, a, a_online)]
         {
             if new {
                 let envelope = Envelope {
-                    server_id: self.store.server_id().to_string(),
+                    server_id: store.server_id().to_string(),
                     frame: ServerFrame::ShowRoom(summary_for(them, them_online)),
                     to: vec![me.id],
                 };
