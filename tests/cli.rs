@@ -140,7 +140,10 @@ async fn user_add_validates_like_registration_and_users_lists_them() {
     let cli = Cli::url(&redis);
 
     let out = cli
-        .run_with_stdin(&["user", "add", "alice", "--password-stdin"], "password123\n")
+        .run_with_stdin(
+            &["user", "add", "alice", "--password-stdin"],
+            "password123\n",
+        )
         .await
         .ok();
     assert_eq!(out.stdout.trim(), "created user alice (id 1)");
@@ -154,9 +157,12 @@ async fn user_add_validates_like_registration_and_users_lists_them() {
     );
 
     // Registration's rules, as exit code 4.
-    cli.run_with_stdin(&["user", "add", "ALICE", "--password-stdin"], "password123\n")
-        .await
-        .failed(4, "taken");
+    cli.run_with_stdin(
+        &["user", "add", "ALICE", "--password-stdin"],
+        "password123\n",
+    )
+    .await
+    .failed(4, "taken");
     cli.run_with_stdin(&["user", "add", "a b", "--password-stdin"], "password123\n")
         .await
         .failed(4, "username");
@@ -230,9 +236,12 @@ async fn users_shows_who_is_online_and_passwd_ends_sessions() {
     socket.close().await;
 
     assert_eq!(alice.get("/api/me").await.status, 200);
-    cli.run_with_stdin(&["user", "passwd", "nobody", "--password-stdin"], "newpassword1\n")
-        .await
-        .failed(3, "no such user");
+    cli.run_with_stdin(
+        &["user", "passwd", "nobody", "--password-stdin"],
+        "newpassword1\n",
+    )
+    .await
+    .failed(3, "no such user");
     cli.run_with_stdin(&["user", "passwd", "alice", "--password-stdin"], "short\n")
         .await
         .failed(4, "password");
@@ -276,13 +285,18 @@ async fn send_reaches_live_sockets_of_a_running_server() {
     assert_eq!(room.name, "alice");
     assert_eq!(room.other_user_id, Some(alice.id));
     let m = bob_socket.wait_message("hello  bob").await;
-    assert_eq!((m.id.as_str(), m.from, m.room_id.as_str()), (id.as_str(), alice.id, "1:2"));
+    assert_eq!(
+        (m.id.as_str(), m.from, m.room_id.as_str()),
+        (id.as_str(), alice.id, "1:2")
+    );
     let mine = alice_socket.wait_message("hello  bob").await;
     assert_eq!(mine.id, id);
 
     // The room exists now: no second announcement, just the message.
     let out = cli
-        .run(&["send", "--json", "--as", "bob", "--to", "alice", "hi", "there"])
+        .run(&[
+            "send", "--json", "--as", "bob", "--to", "alice", "hi", "there",
+        ])
         .await
         .ok();
     let sent: ChatMessage = serde_json::from_value(out.json()).unwrap();
@@ -340,7 +354,10 @@ async fn send_reaches_live_sockets_of_a_running_server() {
         .await
         .failed(2, "cannot be used");
     let mut con = redis.con().await;
-    let carol_rooms: Vec<String> = con.smembers(format!("user:{}:rooms", carol.id)).await.unwrap();
+    let carol_rooms: Vec<String> = con
+        .smembers(format!("user:{}:rooms", carol.id))
+        .await
+        .unwrap();
     assert_eq!(carol_rooms, ["0"], "failed sends opened no room");
     let len: usize = con.xlen("room:{0}:stream").await.unwrap();
     assert_eq!(len, 1);
@@ -403,10 +420,7 @@ async fn inbox_lists_messages_to_a_user_newest_first_with_seen_flags() {
     // Alice has read her room with bob up to "one" (the hash the server's
     // read marks live in).
     let mut con = redis.con().await;
-    let _: () = con
-        .hset("room:{1:2}:read", alice.id, &one)
-        .await
-        .unwrap();
+    let _: () = con.hset("room:{1:2}:read", alice.id, &one).await.unwrap();
     assert_eq!(
         inbox(&[]).await,
         [
@@ -432,7 +446,9 @@ async fn inbox_lists_messages_to_a_user_newest_first_with_seen_flags() {
     assert!(lines[2].starts_with("seen") && lines[2].ends_with("bob: one"));
     let out = cli.run(&["inbox", "dave"]).await.ok();
     assert_eq!(out.stdout.trim(), "no messages for dave");
-    cli.run(&["inbox", "nobody"]).await.failed(3, "no such user");
+    cli.run(&["inbox", "nobody"])
+        .await
+        .failed(3, "no such user");
     cli.run(&["inbox", "alice", "--limit", "0"])
         .await
         .failed(2, "limit");
@@ -544,9 +560,10 @@ async fn without_redis_url_commands_use_the_embedded_data_dir() {
 
     // A missing redis-server binary: one clear line, exit 1.
     let mut broken = Cli::embedded(&data, dir.path());
-    broken
-        .env
-        .push(("REDIS_SERVER_BIN", "redis-server-that-does-not-exist".into()));
+    broken.env.push((
+        "REDIS_SERVER_BIN",
+        "redis-server-that-does-not-exist".into(),
+    ));
     broken.run(&["users"]).await.failed(1, "was not found");
 }
 

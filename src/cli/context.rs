@@ -74,7 +74,9 @@ impl Ctx {
                     RedisSource::Url(_) => "REDIS_URL",
                     RedisSource::Embedded { .. } => "the embedded redis-server",
                 };
-                Err(CliError::runtime(format!("cannot reach Redis ({what}): {e}")))
+                Err(CliError::runtime(format!(
+                    "cannot reach Redis ({what}): {e}"
+                )))
             }
         }
     }

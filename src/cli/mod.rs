@@ -270,9 +270,7 @@ async fn dispatch(command: Command) -> Result<Output, CliError> {
         Command::Users => with_ctx(async |ctx| user::list(ctx).await).await,
         Command::Send(args) => with_ctx(async |ctx| send::run(ctx, &args).await).await,
         Command::Inbox(args) => with_ctx(async |ctx| inbox::inbox(ctx, &args).await).await,
-        Command::Contacts { name } => {
-            with_ctx(async |ctx| inbox::contacts(ctx, &name).await).await
-        }
+        Command::Contacts { name } => with_ctx(async |ctx| inbox::contacts(ctx, &name).await).await,
         Command::DemoData => with_ctx(async |ctx| demo::run(ctx).await).await,
     }
 }
@@ -342,9 +340,17 @@ mod tests {
         Cli::command().debug_assert();
         let cli = Cli::try_parse_from(["redis-chat"]).unwrap();
         assert!(cli.command.is_none());
-        let cli =
-            Cli::try_parse_from(["redis-chat", "send", "--as", "a", "--to", "b", "hi", "there"])
-                .unwrap();
+        let cli = Cli::try_parse_from([
+            "redis-chat",
+            "send",
+            "--as",
+            "a",
+            "--to",
+            "b",
+            "hi",
+            "there",
+        ])
+        .unwrap();
         let Some(Command::Send(s)) = cli.command else {
             panic!("not send")
         };
@@ -362,9 +368,11 @@ mod tests {
             "hi"
         ])
         .is_err());
-        assert!(Cli::try_parse_from(["redis-chat", "users", "--json"])
-            .unwrap()
-            .json);
+        assert!(
+            Cli::try_parse_from(["redis-chat", "users", "--json"])
+                .unwrap()
+                .json
+        );
     }
 
     #[test]
