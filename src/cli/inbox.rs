@@ -180,7 +180,7 @@ pub async fn contacts(ctx: &Ctx, name: &str) -> Result<Output, CliError> {
             found.push((other, username, room));
         }
     }
-    found.sort_by(|a, b| a.1.to_lowercase().cmp(&b.1.to_lowercase()));
+    found.sort_by_key(|a| a.1.to_lowercase());
     let ids: Vec<UserId> = found.iter().map(|f| f.0).collect();
     let online = ctx.presence.online_flags(&ids).await?;
     let contacts: Vec<Contact> = found
