@@ -198,17 +198,18 @@ impl From<redis::RedisError> for CliError {
     }
 }
 
-/// What a command prints: text for people, JSON for `--json`.
+/// What a command prints: text for people, JSON for `--json` (in the
+/// field order of the types, as on the wire).
 pub struct Output {
     pub text: String,
-    pub json: serde_json::Value,
+    pub json: String,
 }
 
 impl Output {
     pub fn new(text: impl Into<String>, json: impl serde::Serialize) -> Self {
         Self {
             text: text.into(),
-            json: serde_json::to_value(json).unwrap_or_default(),
+            json: serde_json::to_string(&json).unwrap_or_else(|_| "null".into()),
         }
     }
 }

@@ -29,14 +29,12 @@ pub async fn run(ctx: &Ctx, args: &SendArgs) -> Result<Output, CliError> {
         }
         (None, Some(room)) => {
             let room = room.trim();
-            if !room_exists(ctx, room).await? {
-                return Err(CliError::not_found(format!("no such room: {room:?}")));
-            }
             if !ctx.store.is_member(from.id, room).await? {
-                return Err(CliError::invalid(format!(
-                    "{} is not a member of room {room}",
-                    from.username
-                )));
+                return Err(if room_exists(ctx, room).await? {
+                    CliError::invalid(format!("{} is not a member of room {room}", from.username))
+                } else {
+                    CliError::not_found(format!("no such room: {room:?}"))
+                });
             }
             room.to_string()
         }
