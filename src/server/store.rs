@@ -205,6 +205,42 @@ type RoomLine = (
     Option<String>,
 );
 
+/// An invocation of `lua/summary.lua` for `user` in `room`.
+fn summary_invocation(
+    user: UserId,
+    room: &str,
+    other: Option<UserId>,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = SUMMARY_SCRIPT.key(keys::room_stream(room));
+    invocation
+        .key(keys::room_read(room))
+        .key(keys::room_edits(room))
+        .arg(user)
+        .arg(other.map(|o| o.to_string()).unwrap_or_default())
+        .arg(MAX_UNREAD_COUNT);
+    invocation
+}
+
+/// A room summary from what `lua/summary.lua` returned (no name, no
+/// online flag).
+fn room_summary(id: String, other: Option<UserId>, line: RoomLine) -> RoomSummary {
+    let (newest, unread, last_read, peer_read, edit) = line;
+    let last_message = newest.into_iter().next().and_then(|e| {
+        let mut m = entry_to_message(&id, e)?;
+        apply_edit(&mut m, edit.as_deref());
+        Some(m)
+    });
+    RoomSummary {
+        id,
+        other_user_id: other,
+        last_message,
+        unread,
+        last_read,
+        peer_read,
+        ..Default::default()
+    }
+}
+
 /// What `lua/page.lua` returns: entries, and their edits (empty when the
 /// room has none).
 type RawPage = (Vec<RawEntry>, Vec<Option<String>>);
@@ -547,14 +583,7 @@ impl Store {
                 None => pipe.get(keys::room_name(id)),
             };
             others.push(other);
-            let mut summary = SUMMARY_SCRIPT.key(keys::room_stream(id));
-            summary
-                .key(keys::room_read(id))
-                .key(keys::room_edits(id))
-                .arg(user.id)
-                .arg(other.map(|o| o.to_string()).unwrap_or_default())
-                .arg(MAX_UNREAD_COUNT);
-            pipe.invoke_script(&summary);
+            pipe.invoke_script(&summary_invocation(user.id, id, other));
         }
         let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(unavailable)?;
         let online_ids: Vec<UserId> = others.iter().flatten().copied().collect();
@@ -563,13 +592,7 @@ impl Store {
         let mut rooms = Vec::with_capacity(ids.len());
         for ((id, other), pair) in ids.into_iter().zip(others).zip(replies.chunks(2)) {
             let name: Option<String> = redis::from_redis_value_ref(&pair[0]).unwrap_or(None);
-            let (newest, unread, last_read, peer_read, edit): RoomLine =
-                redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
-            let last_message = newest.into_iter().next().and_then(|e| {
-                let mut m = entry_to_message(&id, e)?;
-                apply_edit(&mut m, edit.as_deref());
-                Some(m)
-            });
+            let line: RoomLine = redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
             let name = match (name, other) {
                 (Some(n), _) => n,
                 (None, None) if id == GENERAL_ROOM_ID => "General".to_string(),
@@ -578,13 +601,8 @@ impl Store {
             };
             rooms.push(RoomSummary {
                 online: other.map(|_| online.next().unwrap_or(false)),
-                id,
                 name,
-                other_user_id: other,
-                last_message,
-                unread,
-                last_read,
-                peer_read,
+                ..room_summary(id, other, line)
             });
         }
         rooms.sort_by(|a, b| {
@@ -613,6 +631,22 @@ impl Store {
             .await
             .map_err(unavailable)?;
         Ok((room, new_a, new_b))
+    }
+
+    /// One room as `user` sees it (unread count, read marks, last message);
+    /// `name` and `online` are left for the caller.
+    pub async fn room_line(
+        &self,
+        user: UserId,
+        room: &str,
+        other: Option<UserId>,
+    ) -> Result<RoomSummary, ApiError> {
+        let mut con = self.con();
+        let line: RoomLine = summary_invocation(user, room, other)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(room_summary(room.to_string(), other, line))
     }
 
     /// The last message of a room (as edited), if any.
