@@ -482,6 +482,28 @@ async fn inbox_lists_messages_to_a_user_newest_first_with_seen_flags() {
     cli.run(&["contacts", "nobody"])
         .await
         .failed(3, "no such user");
+
+    // Edits and deletions (the overlay the server writes): an edited
+    // message shows its new text, a deleted one is gone.
+    let _: () = con
+        .hset(
+            "room:{1:2}:edits",
+            &three,
+            r#"{"message":"THREE","editedMs":1}"#,
+        )
+        .await
+        .unwrap();
+    let _: () = con
+        .hset("room:{1:3}:edits", &two, r#"{"deleted":true,"editedMs":2}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        inbox(&[]).await,
+        [t(&three, "bob", false), t(&one, "bob", true)]
+    );
+    let out = cli.run(&["inbox", "alice"]).await.ok();
+    assert!(out.stdout.contains("THREE (edited)"), "{}", out.stdout);
+    assert!(!out.stdout.contains("two"), "{}", out.stdout);
     redis.stop().await;
 }
 
