@@ -12,6 +12,7 @@
 #   capacity idle authenticated sockets to 10,000 (RSS per socket, connects/s),
 #            one user per socket, then the same number of sockets of 100 users
 #   history  50-message pages from a 1,000,000-message room over 8 keep-alive connections
+#   ssr      server-side rendering of /login: one request at a time (latency), then 8 at once (pages/s)
 #   send     100 senders, each in a private room (accepted msgs/s)
 #   mixed    1,000 clients at 20,000 deliveries/s while 20 logins/s run
 #            (login accounts registered with BCRYPT_COST=12, the default;
@@ -27,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-"fanout capacity history send mixed"}
+ONLY=${ONLY:-"fanout capacity history ssr send mixed"}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 SERVER_BIN=$TARGET_DIR/release/redis-chat
 LOADGEN_BIN=$TARGET_DIR/release/loadgen
@@ -180,6 +181,13 @@ if wants history; then
   lg history h --redis-url "$REDIS_URL" --seed "$HIST_SEED" --connections 8 --duration "$DUR" --warmup "$WARM" || log "history failed"
 fi
 
+if wants ssr; then
+  fresh
+  log "ssr: GET /login, 1 then 8 connections"
+  lg ssr r1 --path /login --connections 1 --duration "$DUR" --warmup "$WARM" --label "1 connection" || log "ssr failed"
+  lg ssr r8 --path /login --connections 8 --duration "$DUR" --warmup "$WARM" --label "8 connections" || log "ssr failed"
+fi
+
 if wants send; then
   fresh
   log "send: 100 senders, private rooms, 4 in flight each"
@@ -224,6 +232,8 @@ for line in open(sys.argv[1]):
         print(f"capacity {v['open_at_end']}/{v['sockets']} open ({v['users']} users), {v['connects_per_s']:.0f} connects/s, {v['server_rss_kib_per_socket']} KiB/socket, {v['frames']['total']} frames")
     elif s == "history":
         print(f"history  {v['pages_per_s']:.0f} pages/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms")
+    elif s == "ssr":
+        print(f"ssr      {v['path']} x{v['connections']}: {v['pages_per_s']:.0f} pages/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms, {v['avg_page_bytes']} B")
     elif s == "send":
         print(f"send     {v['accepted_msgs_per_s']:.0f} msgs/s accepted, ack p99 {v['ack_latency_ms']['p99']} ms")
 EOF

@@ -28,6 +28,8 @@
 //! - `server` (ssr only): configuration, the embedded `redis-server`
 //!   supervisor, the Redis store, sessions, the pub/sub hub, the WebSocket
 //!   endpoint, presence, demo data and the axum router.
+//! - `cli` (ssr only): the binary's command line: `serve` (the default) and
+//!   the operator commands (users, send, inbox, contacts, demo data).
 
 // Leptos view types nest deeply.
 #![recursion_limit = "256"]
@@ -42,6 +44,9 @@ pub mod client;
 
 #[cfg(feature = "ssr")]
 pub mod server;
+
+#[cfg(feature = "ssr")]
+pub mod cli;
 
 /// The WASM entry point: hydrate the server-rendered page.
 #[cfg(feature = "hydrate")]

@@ -76,6 +76,9 @@ enum Cmd {
     Send(SendArgs),
     /// Fan-out while logins run against `/api/login`.
     Mixed(MixedArgs),
+    /// Server-side rendering: GET a page (default `/login`) over keep-alive
+    /// connections, one request at a time each: latency p50/p99, pages/s.
+    Ssr(SsrArgs),
     /// Register accounts `<prefix><i>` (e.g. on a server with another BCRYPT_COST).
     Register(RegisterArgs),
     /// Render fan-out results (JSON lines) as an SVG chart.
@@ -193,6 +196,23 @@ struct HistoryArgs {
 }
 
 #[derive(Args, Clone)]
+struct SsrArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The page to render.
+    #[arg(long, default_value = "/login")]
+    path: String,
+    /// Keep-alive HTTP connections, each with one request in flight
+    /// (1 = latency of a lone request).
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+}
+
+#[derive(Args, Clone)]
 struct SendArgs {
     #[command(flatten)]
     common: Common,
@@ -266,6 +286,7 @@ fn main() {
         Cmd::History(a) => Some(a.common.clone()),
         Cmd::Send(a) => Some(a.common.clone()),
         Cmd::Mixed(a) => Some(a.fanout.common.clone()),
+        Cmd::Ssr(a) => Some(a.common.clone()),
         Cmd::Register(a) => Some(a.common.clone()),
         Cmd::Render(_) => None,
     };
@@ -301,6 +322,7 @@ fn main() {
                 let fan = a.fanout.clone();
                 fanout(&ctx, fan, Some(a)).await
             }
+            Cmd::Ssr(a) => ssr(&ctx, a).await,
             Cmd::Register(a) => register_cmd(&ctx, a).await,
             Cmd::Render(_) => Ok(()),
         }
@@ -1808,6 +1830,80 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Res<()> {
         "limit": a.limit,
         "room_messages": room_len,
         "seed_s": round3(seed_secs),
+        "duration_s": a.duration,
+        "pages": ok,
+        "failed": counters[1].load(Relaxed),
+        "pages_per_s": round3(ok as f64 / a.duration),
+        "avg_page_bytes": counters[2].load(Relaxed).checked_div(ok).unwrap_or(0),
+        "latency_ms": hist.summary_ms(),
+        "cpu": s0.delta(&s1, ok),
+    });
+    eprintln!(
+        "  {:.0} pages/s, latency p50 {} p99 {} max {} ms, {} failed, server {} µs/page",
+        line["pages_per_s"].as_f64().unwrap_or(0.0),
+        line["latency_ms"]["p50"],
+        line["latency_ms"]["p99"],
+        line["latency_ms"]["max"],
+        line["failed"],
+        line["cpu"]["server"]["cpu_us_per_unit"]
+    );
+    ctx.emit(line);
+    Ok(())
+}
+
+// ----- server-side rendering ---------------------------------------------------------
+
+async fn ssr(ctx: &Ctx, a: SsrArgs) -> Res<()> {
+    let c = a.connections.max(1);
+    eprintln!(
+        "ssr: GET {} over {c} connection(s), {} s",
+        a.path, a.duration
+    );
+    let hist = Arc::new(Histogram::new());
+    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]); // ok, failed, bytes
+    let start = Instant::now();
+    let win_start = start + Duration::from_secs_f64(a.warmup);
+    let end = win_start + Duration::from_secs_f64(a.duration);
+    let mut tasks = Vec::new();
+    for _ in 0..c {
+        let (hist, counters, addr, path) =
+            (hist.clone(), counters.clone(), ctx.addr, a.path.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut http = HttpConn::new(addr);
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let r = http.request("GET", &path, None, None).await;
+                let measured = now >= win_start;
+                match r {
+                    Ok(r) if r.status == 200 => {
+                        if measured {
+                            hist.record(now.elapsed().as_micros() as u64);
+                            counters[0].fetch_add(1, Relaxed);
+                            counters[2].fetch_add(r.body.len() as u64, Relaxed);
+                        }
+                    }
+                    _ => {
+                        counters[1].fetch_add(1, Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep_until(win_start.into()).await;
+    let s0 = ctx.sample();
+    tokio::time::sleep_until(end.into()).await;
+    let s1 = ctx.sample();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let ok = counters[0].load(Relaxed);
+    let line = json!({
+        "scenario": "ssr",
+        "path": a.path,
+        "connections": c,
         "duration_s": a.duration,
         "pages": ok,
         "failed": counters[1].load(Relaxed),

@@ -129,6 +129,21 @@ pub async fn ensure(store: &Store) -> Result<bool, redis::RedisError> {
                 .map_err(|e| redis::RedisError::from(std::io::Error::other(e.message)))?;
         }
     }
+    // The seeded conversations count as read.
+    for a in 0..ids.len() {
+        let mut rooms = vec![GENERAL_ROOM_ID.to_string()];
+        rooms.extend(
+            (0..ids.len())
+                .filter(|b| *b != a)
+                .map(|b| private_room_id(ids[a], ids[b])),
+        );
+        for room in rooms {
+            store
+                .mark_read(ids[a], &room, "+", false)
+                .await
+                .map_err(|e| redis::RedisError::from(std::io::Error::other(e.message)))?;
+        }
+    }
     let _: () = redis::pipe()
         .set(DONE, 1)
         .ignore()

@@ -17,6 +17,10 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         prop_oneof![
             Just("message"),
             Just("resume"),
+            Just("read"),
+            Just("typing"),
+            Just("edit"),
+            Just("delete"),
             Just("roomId"),
             Just("data")
         ]
@@ -33,6 +37,7 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
                     Just("message".to_string()),
                     Just("nonce".to_string()),
                     Just("rooms".to_string()),
+                    Just("id".to_string()),
                     ".{0,8}"
                 ],
                 inner,
@@ -96,4 +101,27 @@ fn server_frames_parse_back() {
     let f = ServerFrame::Resumed(Default::default());
     let text = serde_json::to_string(&f).unwrap();
     assert_eq!(serde_json::from_str::<ServerFrame>(&text).unwrap(), f);
+}
+
+/// Deeply nested JSON (a stack-exhaustion attempt) is refused with an
+/// error by serde_json's recursion limit, in the frame decoder, the error
+/// explainer and the pub/sub decoder alike.
+#[test]
+fn deeply_nested_frames_are_refused_not_crashed() {
+    for depth in [200, 5_000, 100_000] {
+        let nested = format!(
+            r#"{{"type":"message","data":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(serde_json::from_str::<ClientFrame>(&nested).is_err());
+        let e = ws::explain_bad_frame(&nested);
+        assert_eq!(e.code, crate::protocol::codes::MALFORMED);
+        assert!(!hub::decode_for_tests(nested.as_bytes()));
+        let objects = "{\"a\":".repeat(depth) + &"}".repeat(depth);
+        assert_eq!(
+            ws::explain_bad_frame(&objects).code,
+            crate::protocol::codes::MALFORMED
+        );
+    }
 }

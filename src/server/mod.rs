@@ -22,7 +22,7 @@ pub mod ws;
 mod fuzz_tests;
 
 use crate::api::ApiError;
-use crate::protocol::{Envelope, RoomSummary, ServerFrame, User, UserId};
+use crate::protocol::{RoomSummary, ServerFrame, User, UserId};
 use config::{Config, RedisSource};
 use embedded_redis::EmbeddedRedis;
 use hub::Hub;
@@ -89,66 +89,68 @@ impl AppState {
         user: &User,
         other: UserId,
     ) -> Result<RoomSummary, ApiError> {
-        if other == user.id {
-            return Err(ApiError::bad_request(
-                "You cannot open a room with yourself.",
-            ));
-        }
-        let Some(other_name) = self.store.username_of(other).await? else {
-            return Err(ApiError::new(
-                crate::protocol::codes::NOT_FOUND,
-                "No such user.",
-            ));
-        };
-        let other_user = User {
-            id: other,
-            username: other_name,
-        };
-        let (room, new_for_a, new_for_b) = self.store.create_private_room(user.id, other).await?;
-        let last_message = self.store.last_message(&room).await?;
-        let online = self.presence.online_flags(&[user.id, other]).await?;
-        let summary_for = |them: &User, them_online: bool| RoomSummary {
-            id: room.clone(),
-            name: them.username.clone(),
-            other_user_id: Some(them.id),
-            online: Some(them_online),
-            last_message: last_message.clone(),
-            ..Default::default()
-        };
-        let (a, b) = if user.id < other {
-            (user, &other_user)
-        } else {
-            (&other_user, user)
-        };
-        let (a_online, b_online) = if user.id < other {
-            (online[0], online[1])
-        } else {
-            (online[1], online[0])
-        };
-        let mut con = self.store.con();
-        for (new, me, them, them_online) in
-            [(new_for_a, a, b, b_online), (new_for_b, b, a, a_online)]
-        {
-            if new {
-                let envelope = Envelope {
-                    server_id: self.store.server_id().to_string(),
-                    frame: ServerFrame::ShowRoom(summary_for(them, them_online)),
-                    to: vec![me.id],
-                };
-                let payload = serde_json::to_string(&envelope).unwrap_or_default();
-                redis::cmd("PUBLISH")
-                    .arg(store::CHANNEL)
-                    .arg(payload)
-                    .query_async::<()>(&mut con)
-                    .await
-                    .map_err(store::unavailable)?;
-            }
-        }
-        Ok(summary_for(
-            &other_user,
-            if user.id < other { b_online } else { a_online },
-        ))
+        open_private_room(&self.store, &self.presence, user, other).await
     }
+}
+
+/// [`AppState::open_private_room`] without a server: also used by the
+/// command line (`redis-chat send --to`), whose announcement reaches the
+/// sockets of every running instance through the pub/sub channel.
+pub async fn open_private_room(
+    store: &Store,
+    presence: &Presence,
+    user: &User,
+    other: UserId,
+) -> Result<RoomSummary, ApiError> {
+    if other == user.id {
+        return Err(ApiError::bad_request(
+            "You cannot open a room with yourself.",
+        ));
+    }
+    let Some(other_name) = store.username_of(other).await? else {
+        return Err(ApiError::new(
+            crate::protocol::codes::NOT_FOUND,
+            "No such user.",
+        ));
+    };
+    let other_user = User {
+        id: other,
+        username: other_name,
+    };
+    let (room, new_for_a, new_for_b) = store.create_private_room(user.id, other).await?;
+    let online = presence.online_flags(&[user.id, other]).await?;
+    // The room as `me` sees it: with `them` as its name, and `me`'s unread
+    // count and read marks.
+    let summary_for = async |me: &User, them: &User, them_online: bool| {
+        let mut summary = store.room_line(me.id, &room, Some(them.id)).await?;
+        summary.name = them.username.clone();
+        summary.online = Some(them_online);
+        Ok::<_, ApiError>(summary)
+    };
+    let (a, b) = if user.id < other {
+        (user, &other_user)
+    } else {
+        (&other_user, user)
+    };
+    let (a_online, b_online) = if user.id < other {
+        (online[0], online[1])
+    } else {
+        (online[1], online[0])
+    };
+    for (new, me, them, them_online) in [(new_for_a, a, b, b_online), (new_for_b, b, a, a_online)] {
+        if new {
+            let summary = summary_for(me, them, them_online).await?;
+            store
+                .publish(ServerFrame::ShowRoom(summary), vec![me.id])
+                .await?;
+        }
+    }
+    summary_for(
+        user,
+        &other_user,
+        if user.id < other { b_online } else { a_online },
+    )
+    .await
 }
 
 /// Why the server could not start. `Display` is one line for the operator.

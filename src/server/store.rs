@@ -31,8 +31,9 @@
 
 use crate::api::ApiError;
 use crate::protocol::{
-    codes, private_room_members, ChatMessage, DirectoryUser, FrameError, MessagePage, RoomSummary,
-    User, UserId, DEFAULT_PAGE_SIZE, GENERAL_ROOM_ID, MAX_NONCE_LEN, MAX_PAGE_SIZE,
+    codes, private_room_members, ChatMessage, DirectoryUser, Envelope, FrameError, MessagePage,
+    RoomSummary, ServerFrame, User, UserId, DEFAULT_PAGE_SIZE, GENERAL_ROOM_ID, MAX_NONCE_LEN,
+    MAX_PAGE_SIZE, MAX_UNREAD_COUNT,
 };
 use redis::{aio::ConnectionManager, AsyncCommands, Script};
 use std::sync::{Arc, LazyLock};
@@ -159,6 +160,122 @@ return n
     )
 });
 
+/// Moves a read mark forward and announces it (see `lua/read.lua`).
+static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/read.lua")));
+/// One room's line in the room list (see `lua/summary.lua`).
+static SUMMARY_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/summary.lua")));
+/// A range of messages with their edits (see `lua/page.lua`).
+static PAGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/page.lua")));
+/// Edits or deletes a message (see `lua/edit.lua`).
+static EDIT_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/edit.lua")));
+
+/// An edit or deletion as stored in `room:{ROOM}:edits`.
+#[derive(serde::Deserialize)]
+struct StoredEdit {
+    #[serde(default)]
+    message: Option<String>,
+    #[serde(rename = "editedMs", default)]
+    edited_ms: i64,
+    #[serde(default)]
+    deleted: bool,
+}
+
+/// Applies a stored edit (JSON from the edits hash) to a message.
+fn apply_edit(message: &mut ChatMessage, edit: Option<&str>) {
+    let Some(edit) = edit.and_then(|e| serde_json::from_str::<StoredEdit>(e).ok()) else {
+        return;
+    };
+    message.edited_ms = Some(edit.edited_ms);
+    if edit.deleted {
+        message.deleted = true;
+        message.message.clear();
+    } else if let Some(text) = edit.message {
+        message.message = text;
+    }
+}
+
+/// What `lua/summary.lua` returns: newest entry, unread count, own read
+/// mark, other member's read mark, edit of the newest entry.
+type RoomLine = (
+    Vec<RawEntry>,
+    u32,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// An invocation of `lua/summary.lua` for `user` in `room`.
+fn summary_invocation(
+    user: UserId,
+    room: &str,
+    other: Option<UserId>,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = SUMMARY_SCRIPT.key(keys::room_stream(room));
+    invocation
+        .key(keys::room_read(room))
+        .key(keys::room_edits(room))
+        .arg(user)
+        .arg(other.map(|o| o.to_string()).unwrap_or_default())
+        .arg(MAX_UNREAD_COUNT);
+    invocation
+}
+
+/// A room summary from what `lua/summary.lua` returned (no name, no
+/// online flag).
+fn room_summary(id: String, other: Option<UserId>, line: RoomLine) -> RoomSummary {
+    let (newest, unread, last_read, peer_read, edit) = line;
+    let last_message = newest.into_iter().next().and_then(|e| {
+        let mut m = entry_to_message(&id, e)?;
+        apply_edit(&mut m, edit.as_deref());
+        Some(m)
+    });
+    RoomSummary {
+        id,
+        other_user_id: other,
+        last_message,
+        unread,
+        last_read,
+        peer_read,
+        ..Default::default()
+    }
+}
+
+/// What `lua/page.lua` returns: entries, and their edits (empty when the
+/// room has none).
+type RawPage = (Vec<RawEntry>, Vec<Option<String>>);
+
+fn page_messages(room: &str, (entries, edits): RawPage) -> Vec<ChatMessage> {
+    let mut edits = edits.into_iter();
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            let edit = edits.next().flatten();
+            let mut m = entry_to_message(room, e)?;
+            apply_edit(&mut m, edit.as_deref());
+            Some(m)
+        })
+        .collect()
+}
+
+/// An invocation of `lua/page.lua`.
+fn page_invocation(
+    room: &str,
+    direction: &str,
+    from: &str,
+    to: &str,
+    count: usize,
+) -> redis::ScriptInvocation<'static> {
+    let mut invocation = PAGE_SCRIPT.key(keys::room_stream(room));
+    invocation
+        .key(keys::room_edits(room))
+        .arg(direction)
+        .arg(from)
+        .arg(to)
+        .arg(count);
+    invocation
+}
+
 /// What happened to a sent message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -257,6 +374,8 @@ impl Store {
             .query_async::<()>(&mut con)
             .await
             .map_err(unavailable)?;
+        // A newcomer starts with General read: its past is history, not news.
+        self.mark_read(id, GENERAL_ROOM_ID, "+", false).await?;
         Ok(User { id, username })
     }
 
@@ -454,6 +573,8 @@ impl Store {
         let ids = self.room_ids(user.id).await.map_err(unavailable)?;
         let mut con = self.con();
         let mut pipe = redis::pipe();
+        // Loaded first so that the EVALSHAs below find it (a no-op when cached).
+        pipe.load_script(&SUMMARY_SCRIPT).ignore();
         let mut others = Vec::with_capacity(ids.len());
         for id in &ids {
             let other = private_room_members(id).map(|(a, b)| if a == user.id { b } else { a });
@@ -462,12 +583,7 @@ impl Store {
                 None => pipe.get(keys::room_name(id)),
             };
             others.push(other);
-            pipe.cmd("XREVRANGE")
-                .arg(keys::room_stream(id))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1);
+            pipe.invoke_script(&summary_invocation(user.id, id, other));
         }
         let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(unavailable)?;
         let online_ids: Vec<UserId> = others.iter().flatten().copied().collect();
@@ -476,11 +592,7 @@ impl Store {
         let mut rooms = Vec::with_capacity(ids.len());
         for ((id, other), pair) in ids.into_iter().zip(others).zip(replies.chunks(2)) {
             let name: Option<String> = redis::from_redis_value_ref(&pair[0]).unwrap_or(None);
-            let last: Vec<RawEntry> = redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
-            let last_message = last
-                .into_iter()
-                .next()
-                .and_then(|e| entry_to_message(&id, e));
+            let line: RoomLine = redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
             let name = match (name, other) {
                 (Some(n), _) => n,
                 (None, None) if id == GENERAL_ROOM_ID => "General".to_string(),
@@ -489,11 +601,8 @@ impl Store {
             };
             rooms.push(RoomSummary {
                 online: other.map(|_| online.next().unwrap_or(false)),
-                id,
                 name,
-                other_user_id: other,
-                last_message,
-                ..Default::default()
+                ..room_summary(id, other, line)
             });
         }
         rooms.sort_by(|a, b| {
@@ -524,30 +633,39 @@ impl Store {
         Ok((room, new_a, new_b))
     }
 
-    /// The last message of a room, if any.
-    pub async fn last_message(&self, room: &str) -> Result<Option<ChatMessage>, ApiError> {
+    /// One room as `user` sees it (unread count, read marks, last message);
+    /// `name` and `online` are left for the caller.
+    pub async fn room_line(
+        &self,
+        user: UserId,
+        room: &str,
+        other: Option<UserId>,
+    ) -> Result<RoomSummary, ApiError> {
         let mut con = self.con();
-        let last: Vec<RawEntry> = redis::cmd("XREVRANGE")
-            .arg(keys::room_stream(room))
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut con)
+        let line: RoomLine = summary_invocation(user, room, other)
+            .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
-        Ok(last
-            .into_iter()
-            .next()
-            .and_then(|e| entry_to_message(room, e)))
+        Ok(room_summary(room.to_string(), other, line))
+    }
+
+    /// The last message of a room (as edited), if any.
+    pub async fn last_message(&self, room: &str) -> Result<Option<ChatMessage>, ApiError> {
+        let mut con = self.con();
+        let page: RawPage = page_invocation(room, "rev", "+", "-", 1)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(page_messages(room, page).into_iter().next())
     }
 
     // ----- messages ----------------------------------------------------------
 
     /// One page of history for `user`: the newest `limit` messages strictly
-    /// older than `before`, oldest first. The membership check and the
-    /// `XREVRANGE ... COUNT limit+1` go in one pipelined round trip; the
-    /// page is only returned to a member (403 otherwise).
+    /// older than `before`, oldest first, with their edits. The membership
+    /// check and the page (`lua/page.lua`: `XREVRANGE ... COUNT limit+1`
+    /// and the edits) go in one pipelined round trip; the page is only
+    /// returned to a member (403 otherwise).
     pub async fn history(
         &self,
         user: UserId,
@@ -563,38 +681,32 @@ impl Store {
             Some(cursor) => format!("({cursor}"),
             None => "+".to_string(),
         };
-        let (member, mut entries): (bool, Vec<RawEntry>) = redis::pipe()
+        let (member, page): (bool, RawPage) = redis::pipe()
+            .load_script(&PAGE_SCRIPT)
+            .ignore()
             .sismember(keys::user_rooms(user), room)
-            .cmd("XREVRANGE")
-            .arg(keys::room_stream(room))
-            .arg(end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit + 1)
+            .invoke_script(&page_invocation(room, "rev", &end, "-", limit + 1))
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
         if !member {
             return Err(not_a_member());
         }
-        let more = entries.len() > limit;
-        entries.truncate(limit);
+        let mut messages = page_messages(room, page);
+        let more = messages.len() > limit;
+        messages.truncate(limit);
         let next = if more {
-            entries.last().map(|e| e.0.clone())
+            messages.last().map(|m| m.id.clone())
         } else {
             None
         };
-        let mut messages: Vec<ChatMessage> = entries
-            .into_iter()
-            .filter_map(|e| entry_to_message(room, e))
-            .collect();
         messages.reverse();
         Ok(MessagePage { messages, next })
     }
 
-    /// Messages after `after` (exclusive) in each room, oldest first, at
-    /// most `limit` per room; one pipelined round trip. The flag says the
-    /// room had more.
+    /// Messages after `after` (exclusive) in each room, oldest first and as
+    /// edited, at most `limit` per room; one pipelined round trip. The flag
+    /// says the room had more.
     pub async fn replay(
         &self,
         rooms: &[(String, String)],
@@ -604,29 +716,164 @@ impl Store {
             return Ok(vec![]);
         }
         let mut pipe = redis::pipe();
+        pipe.load_script(&PAGE_SCRIPT).ignore();
         for (room, after) in rooms {
-            pipe.cmd("XRANGE")
-                .arg(keys::room_stream(room))
-                .arg(format!("({after}"))
-                .arg("+")
-                .arg("COUNT")
-                .arg(limit + 1);
+            pipe.invoke_script(&page_invocation(
+                room,
+                "fwd",
+                &format!("({after}"),
+                "+",
+                limit + 1,
+            ));
         }
         let mut con = self.con();
-        let replies: Vec<Vec<RawEntry>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let replies: Vec<RawPage> = pipe.query_async(&mut con).await.map_err(unavailable)?;
         Ok(rooms
             .iter()
             .zip(replies)
-            .map(|((room, _), mut entries)| {
-                let more = entries.len() > limit;
-                entries.truncate(limit);
-                let messages = entries
-                    .into_iter()
-                    .filter_map(|e| entry_to_message(room, e))
-                    .collect();
+            .map(|((room, _), page)| {
+                let mut messages = page_messages(room, page);
+                let more = messages.len() > limit;
+                messages.truncate(limit);
                 (messages, more)
             })
             .collect())
+    }
+
+    /// Moves `user`'s read mark in `room` forward to `id` (`"+"`: the newest
+    /// message), clamped to the newest message; never back. When it moved
+    /// and `announce` is set, the user's sockets and the other member of a
+    /// private room get a `read` frame. Returns the new mark, if it moved.
+    pub async fn mark_read(
+        &self,
+        user: UserId,
+        room: &str,
+        id: &str,
+        announce: bool,
+    ) -> Result<Option<String>, ApiError> {
+        let partner = private_room_members(room)
+            .map(|(a, b)| if a == user { b } else { a })
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        let mut con = self.con();
+        READ_SCRIPT
+            .key(keys::room_read(room))
+            .key(keys::room_stream(room))
+            .arg(user)
+            .arg(id)
+            .arg(CHANNEL)
+            .arg(self.server_id.as_ref())
+            .arg(room)
+            .arg(partner)
+            .arg(if announce { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Replaces the text of `user`'s message `id` in `room` (`None`: deletes
+    /// it) and publishes `message.updated` to the room, in one script. The
+    /// caller has checked membership. Errors are frames for the sender.
+    pub async fn edit_message(
+        &self,
+        user: UserId,
+        room: &str,
+        id: &str,
+        text: Option<&str>,
+    ) -> Result<(), FrameError> {
+        let frame_error = |code: &str, message: String| FrameError {
+            code: code.to_string(),
+            message,
+            nonce: None,
+        };
+        if parse_cursor(Some(id)).ok().flatten().is_none() {
+            return Err(frame_error(
+                codes::BAD_REQUEST,
+                "No such message id.".into(),
+            ));
+        }
+        let text = match text {
+            Some(text) => self
+                .checked_text(text)
+                .map_err(|(code, message)| frame_error(code, message))?,
+            None => String::new(),
+        };
+        let mut con = self.con();
+        let reply: Vec<i64> = EDIT_SCRIPT
+            .key(keys::room_stream(room))
+            .key(keys::room_edits(room))
+            .key(keys::message_rate(room, user))
+            .arg(id)
+            .arg(user)
+            .arg(&text)
+            .arg(if text.is_empty() { "1" } else { "0" })
+            .arg(CHANNEL)
+            .arg(self.server_id.as_ref())
+            .arg(room)
+            .arg(self.message_rate.count)
+            .arg(self.message_rate.window_ms)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "edit failed");
+                frame_error(
+                    codes::UNAVAILABLE,
+                    "The change could not be stored; please retry.".into(),
+                )
+            })?;
+        match reply.as_slice() {
+            [1, ..] => Ok(()),
+            [3] => Err(frame_error(
+                codes::FORBIDDEN,
+                "You can only change your own messages.".into(),
+            )),
+            [2, ms] => Err(frame_error(
+                codes::RATE_LIMITED,
+                format!(
+                    "You are sending too fast; wait {} s.",
+                    (*ms.max(&1) as u64).div_ceil(1000)
+                ),
+            )),
+            _ => Err(frame_error(codes::NOT_FOUND, "No such message.".into())),
+        }
+    }
+
+    /// Publishes an event to every instance (typing notices: nothing is
+    /// stored).
+    pub async fn publish(&self, frame: ServerFrame, to: Vec<UserId>) -> Result<(), ApiError> {
+        let envelope = Envelope {
+            server_id: self.server_id.to_string(),
+            frame,
+            to,
+        };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        let mut con = self.con();
+        redis::cmd("PUBLISH")
+            .arg(CHANNEL)
+            .arg(payload)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Cleans a message text and checks its length: the text to store, or
+    /// an error code and message.
+    fn checked_text(&self, text: &str) -> Result<String, (&'static str, String)> {
+        let text = clean_message(text);
+        let chars = text.chars().count();
+        if chars == 0 {
+            return Err((codes::EMPTY, "The message is empty.".into()));
+        }
+        if chars > self.max_message_chars {
+            return Err((
+                codes::TOO_LONG,
+                format!(
+                    "The message is {chars} characters long; the limit is {}.",
+                    self.max_message_chars
+                ),
+            ));
+        }
+        Ok(text)
     }
 
     /// Stores and publishes a message from `from` (already checked to be a
@@ -651,20 +898,9 @@ impl Store {
                 format!("The nonce must be at most {MAX_NONCE_LEN} printable characters."),
             ));
         }
-        let text = clean_message(text);
-        let chars = text.chars().count();
-        if chars == 0 {
-            return Err(frame_error(codes::EMPTY, "The message is empty.".into()));
-        }
-        if chars > self.max_message_chars {
-            return Err(frame_error(
-                codes::TOO_LONG,
-                format!(
-                    "The message is {chars} characters long; the limit is {}.",
-                    self.max_message_chars
-                ),
-            ));
-        }
+        let text = self
+            .checked_text(text)
+            .map_err(|(code, message)| frame_error(code, message))?;
         let mut con = self.con();
         let (fresh, id): (u8, String) = SEND_SCRIPT
             .key(keys::room_stream(room))
@@ -693,7 +929,7 @@ impl Store {
             2 => {
                 let secs = id.parse::<u64>().unwrap_or(1000).div_ceil(1000).max(1);
                 return Err(frame_error(
-                    "rate_limited",
+                    codes::RATE_LIMITED,
                     format!("You are sending too fast; wait {secs} s."),
                 ));
             }

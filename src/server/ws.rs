@@ -9,10 +9,11 @@
 //! queue, batching frames into one flush, pinging idle peers and closing
 //! with the right code (1001 shutdown, 1009 too big, 1013 too slow).
 
+use super::store::{parse_cursor, SendOutcome};
 use super::{session, AppState};
 use crate::protocol::{
-    codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, User,
-    MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM,
+    codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, Typing,
+    User, MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM, TYPING_RESEND_MS,
 };
 use axum::{
     extract::{
@@ -24,7 +25,7 @@ use axum::{
 };
 use futures::{SinkExt, StreamExt};
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -112,13 +113,16 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool
         last_seen.clone(),
     ));
 
-    let mut rooms: HashSet<String> = state
-        .store
-        .room_ids(user.id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let mut memory = SocketMemory {
+        rooms: state
+            .store
+            .room_ids(user.id)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
     let mut holding = hold;
     let mut close_with = None;
     loop {
@@ -144,7 +148,8 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool
                 }
                 match serde_json::from_str::<ClientFrame>(text.as_str()) {
                     Ok(ClientFrame::Resume(request)) => {
-                        let (frames, marks) = resume(&state, &mut rooms, &user, request).await;
+                        let (frames, marks) =
+                            resume(&state, &mut memory.rooms, &user, request).await;
                         for frame in frames {
                             if direct.send(Direct::Frame(frame)).await.is_err() {
                                 break;
@@ -156,7 +161,7 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool
                         }
                         continue;
                     }
-                    Ok(frame) => handle_frame(&state, &user, &mut rooms, frame).await,
+                    Ok(frame) => handle_frame(&state, &user, &mut memory, frame).await,
                     Err(_) => Some(ServerFrame::Error(explain_bad_frame(text.as_str()))),
                 }
             }
@@ -211,11 +216,7 @@ async fn resume(
 ) -> (Vec<Utf8Bytes>, BTreeMap<String, String>) {
     let mut wanted = Vec::new();
     for (room, after) in request.rooms.into_iter().take(1000) {
-        if super::store::parse_cursor(Some(&after))
-            .ok()
-            .flatten()
-            .is_none()
-        {
+        if parse_cursor(Some(&after)).ok().flatten().is_none() {
             continue;
         }
         let member = rooms.contains(&room)
@@ -262,59 +263,146 @@ fn error(code: &str, message: &str, nonce: Option<String>) -> FrameError {
     }
 }
 
+/// What the reader remembers about its socket between frames.
+#[derive(Default)]
+struct SocketMemory {
+    /// Rooms the user is known to belong to (checked once, then cached;
+    /// room membership only grows).
+    rooms: HashSet<String>,
+    /// When this socket last announced typing, per room.
+    typing: HashMap<String, Instant>,
+}
+
+/// Typing notices closer together than this are dropped (clients resend
+/// every `TYPING_RESEND_MS`).
+const TYPING_MIN_GAP: Duration = Duration::from_millis(TYPING_RESEND_MS / 2);
+
+/// Checks that `user` belongs to `room` (cached per socket). The error
+/// frame echoes `nonce`.
+async fn ensure_member(
+    state: &AppState,
+    user: &User,
+    memory: &mut SocketMemory,
+    room: &str,
+    nonce: Option<String>,
+) -> Result<(), FrameError> {
+    if memory.rooms.contains(room) {
+        return Ok(());
+    }
+    match state.store.is_member(user.id, room).await {
+        Ok(true) => {
+            memory.rooms.insert(room.to_string());
+            Ok(())
+        }
+        Ok(false) => Err(error(
+            codes::FORBIDDEN,
+            "You are not a member of this room.",
+            nonce,
+        )),
+        Err(_) => Err(error(
+            codes::UNAVAILABLE,
+            "The store is unavailable; please retry.",
+            nonce,
+        )),
+    }
+}
+
 /// Checks and executes one client frame; returns the frame for this socket
 /// alone, if any (errors, or the original of a resent message).
 async fn handle_frame(
     state: &AppState,
     user: &User,
-    rooms: &mut HashSet<String>,
+    memory: &mut SocketMemory,
     frame: ClientFrame,
 ) -> Option<ServerFrame> {
-    match frame {
-        ClientFrame::Resume(_) => None,
-        ClientFrame::Read(_)
-        | ClientFrame::Typing(_)
-        | ClientFrame::Edit(_)
-        | ClientFrame::Delete(_) => Some(ServerFrame::Error(error(
-            codes::UNKNOWN_TYPE,
-            "Not supported yet.",
-            None,
-        ))),
+    let result = match frame {
+        ClientFrame::Resume(_) => Ok(None),
         ClientFrame::Message(send) => {
-            if !rooms.contains(&send.room_id) {
-                match state.store.is_member(user.id, &send.room_id).await {
-                    Ok(true) => {
-                        rooms.insert(send.room_id.clone());
+            match ensure_member(state, user, memory, &send.room_id, send.nonce.clone()).await {
+                Err(e) => Err(e),
+                Ok(()) => match state
+                    .store
+                    .send_message(user.id, &send.room_id, &send.message, send.nonce.as_deref())
+                    .await
+                {
+                    Ok(SendOutcome::Stored(_)) => Ok(None),
+                    Ok(SendOutcome::Duplicate(original)) => {
+                        Ok(Some(ServerFrame::Message(original)))
                     }
-                    Ok(false) => {
-                        return Some(ServerFrame::Error(error(
-                            codes::FORBIDDEN,
-                            "You are not a member of this room.",
-                            send.nonce,
-                        )))
-                    }
-                    Err(_) => {
-                        return Some(ServerFrame::Error(error(
-                            codes::UNAVAILABLE,
-                            "The message could not be stored; please retry.",
-                            send.nonce,
-                        )))
-                    }
-                }
-            }
-            match state
-                .store
-                .send_message(user.id, &send.room_id, &send.message, send.nonce.as_deref())
-                .await
-            {
-                Ok(super::store::SendOutcome::Stored(_)) => None,
-                Ok(super::store::SendOutcome::Duplicate(original)) => {
-                    Some(ServerFrame::Message(original))
-                }
-                Err(e) => Some(ServerFrame::Error(e)),
+                    Err(e) => Err(e),
+                },
             }
         }
-    }
+        ClientFrame::Read(mark) => {
+            match ensure_member(state, user, memory, &mark.room_id, None).await {
+                Err(e) => Err(e),
+                Ok(()) if parse_cursor(Some(&mark.id)).ok().flatten().is_none() => {
+                    Err(error(codes::BAD_REQUEST, "No such message id.", None))
+                }
+                // The answer is the `read` frame the script publishes.
+                Ok(()) => match state
+                    .store
+                    .mark_read(user.id, &mark.room_id, &mark.id, true)
+                    .await
+                {
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(error(&e.code, &e.message, None)),
+                },
+            }
+        }
+        ClientFrame::Typing(room) => {
+            let now = Instant::now();
+            let recent = memory
+                .typing
+                .get(&room.room_id)
+                .is_some_and(|last| now.duration_since(*last) < TYPING_MIN_GAP);
+            if recent {
+                Ok(None)
+            } else {
+                match ensure_member(state, user, memory, &room.room_id, None).await {
+                    Err(e) => Err(e),
+                    Ok(()) => {
+                        if memory.typing.len() > 64 {
+                            memory.typing.clear();
+                        }
+                        memory.typing.insert(room.room_id.clone(), now);
+                        let typing = Typing {
+                            room_id: room.room_id,
+                            user_id: user.id,
+                            username: user.username.clone(),
+                        };
+                        // Best effort: a lost typing notice is harmless.
+                        let _ = state
+                            .store
+                            .publish(ServerFrame::Typing(typing), vec![])
+                            .await;
+                        Ok(None)
+                    }
+                }
+            }
+        }
+        ClientFrame::Edit(edit) => {
+            match ensure_member(state, user, memory, &edit.room_id, None).await {
+                Err(e) => Err(e),
+                Ok(()) => state
+                    .store
+                    .edit_message(user.id, &edit.room_id, &edit.id, Some(&edit.message))
+                    .await
+                    .map(|()| None),
+            }
+        }
+        ClientFrame::Delete(target) => {
+            match ensure_member(state, user, memory, &target.room_id, None).await {
+                Err(e) => Err(e),
+                Ok(()) => state
+                    .store
+                    .edit_message(user.id, &target.room_id, &target.id, None)
+                    .await
+                    .map(|()| None),
+            }
+        }
+    };
+    result.unwrap_or_else(|e| Some(ServerFrame::Error(e)))
 }
 
 /// Says precisely what is wrong with a frame that did not decode.
@@ -339,6 +427,20 @@ pub(crate) fn explain_bad_frame(text: &str) -> FrameError {
             "A message frame needs data.roomId and data.message as strings.",
             nonce,
         ),
+        Some(kind @ ("read" | "typing" | "edit" | "delete" | "resume")) => {
+            let needs = match kind {
+                "read" => "data.roomId and data.id as strings",
+                "typing" => "data.roomId as a string",
+                "edit" => "data.roomId, data.id and data.message as strings",
+                "delete" => "data.roomId and data.id as strings",
+                _ => "data.rooms as an object of room id to message id",
+            };
+            error(
+                codes::MALFORMED,
+                &format!("A {kind} frame needs {needs}."),
+                None,
+            )
+        }
         Some(other) => {
             let other: String = other.chars().take(32).collect();
             error(

@@ -228,6 +228,7 @@ pub struct Socket {
 
 /// What a socket read: a frame, or the close code.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // test helper; frames are short-lived
 pub enum Event {
     Frame(ServerFrame),
     Closed(Option<u16>),

@@ -1,0 +1,112 @@
+//! The Redis a command works on: the server's own configuration
+//! ([`Config::from_env`]), so `REDIS_URL` or, without it, the embedded
+//! `redis-server` of `REDIS_DATA_DIR`.
+//!
+//! In embedded mode, when a running server's redis-server answers on the
+//! data directory's socket, the command uses it; otherwise the command
+//! starts one on that directory ([`EmbeddedRedis`]) and stops it cleanly
+//! (SIGTERM: the AOF is flushed) when it is done. A server started while
+//! a command holds the directory refuses to start; commands take
+//! milliseconds.
+
+use super::CliError;
+use crate::server::{
+    config::{Config, RedisSource},
+    embedded_redis::{EmbeddedError, EmbeddedRedis},
+    presence::Presence,
+    store::Store,
+};
+use std::{sync::Arc, time::Duration};
+
+/// What a command works with.
+pub struct Ctx {
+    pub store: Store,
+    /// Read-only use (`online_flags`): its background work is stopped at
+    /// once, so a command never counts as an instance.
+    pub presence: Presence,
+    embedded: Option<EmbeddedRedis>,
+}
+
+impl Ctx {
+    /// Reads the configuration and connects.
+    pub async fn open() -> Result<Self, CliError> {
+        let config = Config::from_env()
+            .map_err(|e| CliError::runtime(format!("configuration error: {e}")))?;
+        let (url, embedded) = match &config.redis {
+            RedisSource::Url(url) => (url.clone(), None),
+            RedisSource::Embedded { data_dir, binary } => {
+                match EmbeddedRedis::start(data_dir, binary).await {
+                    Ok(redis) => (redis.url().to_string(), Some(redis)),
+                    // A running server's redis-server answers there: use it.
+                    Err(EmbeddedError::InUse(dir)) => (
+                        format!("redis+unix://{}", dir.join("redis.sock").display()),
+                        None,
+                    ),
+                    Err(e) => return Err(CliError::runtime(e.to_string())),
+                }
+            }
+        };
+        match connect(&url).await {
+            Ok(con) => {
+                let server_id: Arc<str> = format!("cli-{}", random_hex()).into();
+                let store = Store::new(
+                    con.clone(),
+                    config.bcrypt_cost,
+                    config.max_message_chars,
+                    server_id.clone(),
+                );
+                let presence = Presence::spawn(con, server_id, config.presence_ttl);
+                // The runtime has one thread and this task has not yielded
+                // since the spawn, so the heartbeat stops before its first
+                // beat: no presence keys are written for a command.
+                presence.abandon();
+                Ok(Self {
+                    store,
+                    presence,
+                    embedded,
+                })
+            }
+            Err(e) => {
+                if let Some(redis) = embedded {
+                    redis.stop().await;
+                }
+                let what = match config.redis {
+                    RedisSource::Url(_) => "REDIS_URL",
+                    RedisSource::Embedded { .. } => "the embedded redis-server",
+                };
+                Err(CliError::runtime(format!(
+                    "cannot reach Redis ({what}): {e}"
+                )))
+            }
+        }
+    }
+
+    /// Disconnects, and stops the embedded Redis if this command started it.
+    pub async fn close(self) {
+        let Self {
+            store,
+            presence,
+            embedded,
+        } = self;
+        drop((store, presence));
+        if let Some(redis) = embedded {
+            redis.stop().await;
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    redis::aio::ConnectionManager::new_with_config(client, config).await
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 6];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

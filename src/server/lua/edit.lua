@@ -1,0 +1,36 @@
+-- Edits or deletes a message of its own sender, and publishes the result.
+-- KEYS: room stream, room edits hash, sender's rate key.
+-- ARGV: message id, user id, new text, '1' to delete, channel, server id,
+--       room id, rate count (0 = none), rate window ms.
+-- Returns {1, edited ms}, {0} not found / already deleted, {3} not the
+-- sender's, {2, retry ms} rate limited.
+local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
+if #entry == 0 then return {0} end
+local fields = entry[1][2]
+local from = nil
+for i = 1, #fields, 2 do
+  if fields[i] == 'from' then from = fields[i + 1] end
+end
+if from ~= ARGV[2] then return {3} end
+local prior = redis.call('HGET', KEYS[2], ARGV[1])
+if prior and string.find(prior, '"deleted":true', 1, true) then return {0} end
+if ARGV[8] ~= '0' then
+  local n = redis.call('INCR', KEYS[3])
+  if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[9]) end
+  if n > tonumber(ARGV[8]) then return {2, redis.call('PTTL', KEYS[3])} end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ms = tonumber(string.match(ARGV[1], '^(%d+)-'))
+local data = {id = ARGV[1], roomId = ARGV[7], from = tonumber(from),
+              date = math.floor(ms / 1000), dateMs = ms, editedMs = now}
+if ARGV[4] == '1' then
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({deleted = true, editedMs = now}))
+  data['message'] = ''
+  data['deleted'] = true
+else
+  redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({message = ARGV[3], editedMs = now}))
+  data['message'] = ARGV[3]
+end
+redis.call('PUBLISH', ARGV[5], cjson.encode({serverId = ARGV[6], type = 'message.updated', data = data}))
+return {1, now}
