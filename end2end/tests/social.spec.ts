@@ -262,9 +262,11 @@ test.describe('edit and delete', () => {
     const { a, aName, b, bName } = await twoUsers(newPage);
     await openPrivateWith(a, bName);
     const original = `original ${uniq()}`;
-    const mine = await sendMessage(a, original);
-    const id = await mine.getAttribute('data-id');
+    const sent = await sendMessage(a, original);
+    const id = await sent.getAttribute('data-id');
     expect(id).toBeTruthy();
+    // By id from now on: the text changes.
+    const mine = messageById(a, id!);
     await openRoomNamed(b, aName);
     const theirs = messageById(b, id!);
     await expect(theirs.locator('.message-text')).toHaveText(original);
