@@ -19,7 +19,6 @@ use crate::api::{me, Logout};
 use crate::protocol::{codes, User};
 use conversation::Conversation;
 use leptos::prelude::*;
-use leptos_meta::Title;
 use leptos_router::components::Redirect;
 use rooms::RoomsPane;
 use state::{tab_title, Chat};
@@ -103,6 +102,13 @@ fn ChatApp(user: User) -> impl IntoView {
         chat.set_visible(!document().hidden());
     });
     on_cleanup(move || visibility.remove());
+    // The tab title counts unread messages. Set in the browser only: a
+    // reactive <Title> would be read by the server after rendering, when
+    // its signals are gone.
+    Effect::new(move |_| document().set_title(&tab_title(chat.total_unread())));
+    // (Cleanups also run on the server, where there is no document.)
+    #[cfg(feature = "hydrate")]
+    on_cleanup(|| document().set_title(&tab_title(0)));
 
     let logout = ServerAction::<Logout>::new();
     Effect::new(move |_| {
@@ -113,7 +119,6 @@ fn ChatApp(user: User) -> impl IntoView {
 
     let conn = move || chat.conn.get();
     view! {
-        <Title text=move || tab_title(chat.total_unread()) />
         <div
             id="chat-page"
             class="chat-page"

@@ -733,10 +733,8 @@ impl Chat {
         self.notice.set(None);
         let nonce = new_nonce();
         let room = self.active.get_untracked();
-        // The next keystroke says "typing" again at once.
-        self.typing_sent.update_value(|t| {
-            t.remove(&room);
-        });
+        // (The typing throttle is not reset here: the server drops notices
+        // closer than half the resend interval anyway.)
         let ui = UiMessage {
             key: format!("n:{nonce}"),
             room_id: room,
