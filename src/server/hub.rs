@@ -66,17 +66,24 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub task and its Redis subscriber.
-    pub fn spawn(client: redis::Client, presence: Presence) -> Self {
+    /// Starts the hub task and its Redis subscriber. `urls` are the
+    /// servers the subscriber may use: one Redis, or a cluster's nodes
+    /// (`PUBLISH` reaches every node of a cluster, so any one will do; when
+    /// it fails the subscriber moves on to the next).
+    pub fn spawn(urls: Vec<String>, presence: Presence) -> redis::RedisResult<Self> {
+        let clients = urls
+            .iter()
+            .map(|u| redis::Client::open(u.as_str()))
+            .collect::<redis::RedisResult<Vec<_>>>()?;
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             subscribed: AtomicBool::new(false),
             sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(subscribe_forever(client, commands.clone(), shared.clone()));
+        tokio::spawn(subscribe_forever(clients, commands.clone(), shared.clone()));
         tokio::spawn(run(rx, presence, shared.clone()));
-        Self { commands, shared }
+        Ok(Self { commands, shared })
     }
 
     /// Registers a socket of `user`.
@@ -112,15 +119,28 @@ impl Hub {
 }
 
 /// Keeps one SUBSCRIBE connection up, forever: reconnects with backoff
-/// after any loss, and pings it so a silently dead link is noticed.
+/// after any loss (to the next of `clients`, on a cluster), and pings it
+/// so a silently dead link is noticed.
 async fn subscribe_forever(
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut next = 0usize;
     loop {
-        match client.get_async_pubsub().await {
+        let Some(client) = clients.get(next % clients.len().max(1)) else {
+            tracing::error!("no Redis to subscribe to");
+            return;
+        };
+        next = next.wrapping_add(1);
+        let connect = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub());
+        match connect.await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            )))
+        }) {
             Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
                 Ok(()) => {
                     shared.subscribed.store(true, Ordering::Relaxed);
@@ -150,6 +170,11 @@ async fn subscribe_forever(
                     }
                     shared.subscribed.store(false, Ordering::Relaxed);
                     tracing::warn!("pub/sub connection lost; resubscribing");
+                    // Straight on to the next node of a cluster; a single
+                    // Redis is retried after the backoff.
+                    if clients.len() > 1 {
+                        continue;
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "SUBSCRIBE failed"),
             },
