@@ -14,6 +14,7 @@
 //! dropped (close 1013) instead of growing memory.
 
 use super::presence::Presence;
+use super::redis_con::{self, RedisCon};
 use super::store::CHANNEL;
 use crate::protocol::{private_room_members, Envelope, ServerFrame, User, UserId, GENERAL_ROOM_ID};
 use axum::extract::ws::Utf8Bytes;
@@ -70,18 +71,22 @@ impl Hub {
     /// servers the subscriber may use: one Redis, or a cluster's nodes
     /// (`PUBLISH` reaches every node of a cluster, so any one will do; when
     /// it fails the subscriber moves on to the next).
-    pub fn spawn(urls: Vec<String>, presence: Presence) -> redis::RedisResult<Self> {
-        let clients = urls
-            .iter()
-            .map(|u| redis::Client::open(u.as_str()))
-            .collect::<redis::RedisResult<Vec<_>>>()?;
+    pub fn spawn(urls: Vec<String>, con: RedisCon, presence: Presence) -> redis::RedisResult<Self> {
+        for url in &urls {
+            redis::Client::open(url.as_str())?;
+        }
         let (commands, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             subscribed: AtomicBool::new(false),
             sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(subscribe_forever(clients, commands.clone(), shared.clone()));
+        tokio::spawn(subscribe_forever(
+            urls,
+            con,
+            commands.clone(),
+            shared.clone(),
+        ));
         tokio::spawn(run(rx, presence, shared.clone()));
         Ok(Self { commands, shared })
     }
@@ -119,21 +124,37 @@ impl Hub {
 }
 
 /// Keeps one SUBSCRIBE connection up, forever: reconnects with backoff
-/// after any loss (to the next of `clients`, on a cluster), and pings it
-/// so a silently dead link is noticed.
+/// after any loss, and pings it so a silently dead link is noticed. On a
+/// cluster it moves on to the next node: the configured ones, then every
+/// primary the cluster reports (refreshed after each full round).
 async fn subscribe_forever(
-    clients: Vec<redis::Client>,
+    seeds: Vec<String>,
+    con: RedisCon,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut candidates = seeds.clone();
     let mut next = 0usize;
     loop {
-        let Some(client) = clients.get(next % clients.len().max(1)) else {
+        if next >= candidates.len() {
+            next = 0;
+            if con.is_cluster() {
+                candidates = redis_con::subscriber_candidates(&seeds, &con).await;
+            }
+        }
+        let Some(url) = candidates.get(next) else {
             tracing::error!("no Redis to subscribe to");
             return;
         };
-        next = next.wrapping_add(1);
+        next += 1;
+        let client = match redis::Client::open(url.as_str()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad subscriber URL");
+                continue;
+            }
+        };
         let connect = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub());
         match connect.await.unwrap_or_else(|_| {
             Err(redis::RedisError::from(std::io::Error::new(
@@ -172,7 +193,7 @@ async fn subscribe_forever(
                     tracing::warn!("pub/sub connection lost; resubscribing");
                     // Straight on to the next node of a cluster; a single
                     // Redis is retried after the backoff.
-                    if clients.len() > 1 {
+                    if con.is_cluster() {
                         continue;
                     }
                 }

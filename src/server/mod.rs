@@ -273,8 +273,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
-    let presence = Presence::spawn(con, server_id.clone(), config.presence_ttl);
-    let hub = Hub::spawn(urls, presence.clone()).map_err(|e| StartError::Redis(e.to_string()))?;
+    let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
+    let hub = Hub::spawn(urls, con.clone(), presence.clone())
+        .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -271,6 +271,43 @@ impl RedisCon {
     }
 }
 
+/// `seed` (a node URL, with its scheme, user, password and options) for
+/// another node: how the subscriber reaches primaries that were not listed.
+pub fn url_for_node(seed: &str, host: &str, port: u16) -> Option<String> {
+    let (scheme, rest) = seed.split_once("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let user = match authority.rfind('@') {
+        Some(i) => &authority[..=i],
+        None => "",
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Some(format!("{scheme}://{user}{host}:{port}{path}"))
+}
+
+/// Where the subscriber may connect: the configured nodes, then every
+/// primary the cluster reports (so that listing one node is enough to
+/// survive its failure).
+pub async fn subscriber_candidates(seeds: &[String], con: &RedisCon) -> Vec<String> {
+    let mut all: Vec<String> = seeds.to_vec();
+    if let (Some(seed), Ok(primaries)) = (seeds.first(), con.primaries().await) {
+        for (host, port) in primaries {
+            if let Some(url) = url_for_node(seed, &host, port) {
+                if !all.contains(&url) {
+                    all.push(url);
+                }
+            }
+        }
+    }
+    all
+}
+
 /// `(host, port)` of every primary not flagged failing in a
 /// `CLUSTER NODES` reply.
 pub fn parse_primaries(text: &str) -> Vec<(String, u16)> {
@@ -296,6 +333,19 @@ pub fn parse_primaries(text: &str) -> Vec<(String, u16)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_urls_keep_credentials_and_options() {
+        assert_eq!(
+            url_for_node("rediss://u:p@10.0.0.1:7000/?protocol=3", "10.0.0.2", 7001).as_deref(),
+            Some("rediss://u:p@10.0.0.2:7001/?protocol=3")
+        );
+        assert_eq!(
+            url_for_node("redis://h:1", "::1", 7002).as_deref(),
+            Some("redis://[::1]:7002")
+        );
+        assert_eq!(url_for_node("nonsense", "h", 1), None);
+    }
 
     #[test]
     fn primaries_from_cluster_nodes() {
