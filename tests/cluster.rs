@@ -29,6 +29,30 @@ async fn subscribed(c: &Client) {
     c.cookie = None;
 }
 
+/// How many instances subscribe to a room's shard channel (on its node).
+async fn shard_subscribers(cluster: &TestCluster, room: &str) -> u64 {
+    let channel = format!("room:{{{room}}}:events");
+    let node = cluster.node_of(&channel).await;
+    let Ok(mut c) = cluster.node_con(node).await else {
+        return 0;
+    };
+    let r: (String, u64) = redis::cmd("PUBSUB")
+        .arg("SHARDNUMSUB")
+        .arg(&channel)
+        .query_async(&mut c)
+        .await
+        .unwrap_or_default();
+    r.1
+}
+
+/// Waits until `n` instances subscribe to the room's shard channel.
+async fn shard_subscribed(cluster: &TestCluster, room: &str, n: u64) {
+    poll_long(&format!("{n} subscribers of room {room}"), || async move {
+        shard_subscribers(cluster, room).await == n
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn two_instances_on_a_cluster_serve_accounts_rooms_history_presence_and_resume() {
     let cluster = TestCluster::start().await;
@@ -59,6 +83,9 @@ async fn two_instances_on_a_cluster_serve_accounts_rooms_history_presence_and_re
     subscribed(&b).await;
     let mut a_socket = a.socket().await;
     let mut b_socket = b.socket().await;
+    // Room events travel on the room's shard channel, which each instance
+    // subscribes to once one of its users is a member.
+    shard_subscribed(&cluster, "0", 2).await;
 
     // Fan-out across instances, once each.
     a_socket.say("0", "hello cluster", "h1").await;
@@ -85,9 +112,20 @@ async fn two_instances_on_a_cluster_serve_accounts_rooms_history_presence_and_re
     // Presence: alice has a socket, so bob sees her online.
     assert_eq!(shown.online, Some(true));
     a_socket.say(&room.id, "psst", "p1").await;
+    // (Bob's instance may subscribe to the new room only after "psst" was
+    // published: it then reads what he missed from the stream. Either way
+    // he gets it once.)
     let psst = b_socket.wait_message("psst").await;
     assert_eq!(psst.room_id, room.id);
     a_socket.wait_message("psst").await;
+    a_socket.say(&room.id, "psst 2", "p2").await;
+    let psst2 = b_socket
+        .wait_for(|f| match f {
+            ServerFrame::Message(m) => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(psst2.message, "psst 2", "no second copy of 'psst'");
 
     // Outsiders cannot read it; its members can, on either instance.
     let mut e = Client::new(&one);
@@ -126,14 +164,14 @@ async fn two_instances_on_a_cluster_serve_accounts_rooms_history_presence_and_re
     // Room list: rooms in different slots, with unread counts.
     let listed = rooms(&mut b).await;
     let private = listed.iter().find(|r| r.id == room.id).unwrap();
-    assert_eq!(private.unread, 1);
+    assert_eq!(private.unread, 2);
     assert_eq!(private.online, Some(true));
-    assert_eq!(private.last_message.as_ref().unwrap().message, "psst");
+    assert_eq!(private.last_message.as_ref().unwrap().message, "psst 2");
     assert!(listed.iter().any(|r| r.id == "0"));
 
     // Read marks: bob reads; alice (partner, other instance) is told.
     b_socket
-        .send_json(json!({"type":"read","data":{"roomId": room.id, "id": psst.id}}))
+        .send_json(json!({"type":"read","data":{"roomId": room.id, "id": psst2.id}}))
         .await;
     let mark = a_socket
         .wait_for(|f| match f {
@@ -141,7 +179,7 @@ async fn two_instances_on_a_cluster_serve_accounts_rooms_history_presence_and_re
             _ => None,
         })
         .await;
-    assert_eq!(mark.id, psst.id);
+    assert_eq!(mark.id, psst2.id);
     let listed = rooms(&mut b).await;
     assert_eq!(listed.iter().find(|r| r.id == room.id).unwrap().unread, 0);
 
@@ -311,6 +349,7 @@ async fn a_master_killed_and_restarted_loses_no_acknowledged_message() {
     subscribed(&b).await;
     let mut a_socket = a.socket().await;
     let mut b_socket = b.socket().await;
+    shard_subscribed(&cluster, "0", 2).await;
 
     let mut acked = Vec::new();
     for i in 0..20 {
@@ -334,6 +373,9 @@ async fn a_master_killed_and_restarted_loses_no_acknowledged_message() {
     cluster.restart(victim).await;
     subscribed(&a).await;
     subscribed(&b).await;
+    // Both instances subscribe to General's shard channel again by
+    // themselves (redis-rs resubscribes after the reconnect).
+    shard_subscribed(&cluster, "0", 2).await;
     // The client retries with the same nonce until the send is accepted;
     // the nonce keeps it from being stored twice.
     let mut tries = 0;
@@ -407,6 +449,77 @@ async fn a_master_killed_and_restarted_loses_no_acknowledged_message() {
         .map(|m| m.id)
         .collect();
     assert_eq!(stored, acked);
+    one.shutdown().await;
+    two.shutdown().await;
+}
+
+#[tokio::test]
+async fn room_events_use_sharded_pubsub_and_subscriptions_follow_local_members() {
+    let cluster = TestCluster::start().await;
+    let one = serve(cluster_config(&cluster)).await;
+    let two = serve(cluster_config(&cluster)).await;
+    let mut a = Client::new(&one);
+    a.register("alice").await;
+    let mut b = Client::new(&one);
+    let bob = b.register("bob").await;
+    let mut c = Client::new(&two);
+    c.register("carol").await;
+    // A listener on the global channel, to see what still goes there.
+    let mut global = redis::Client::open(cluster.url(1))
+        .unwrap()
+        .get_async_pubsub()
+        .await
+        .unwrap();
+    global.subscribe("MESSAGES").await.unwrap();
+
+    let mut a_socket = a.socket().await;
+    let mut b_socket = b.socket().await;
+    let mut c_socket = c.socket().await;
+    shard_subscribed(&cluster, "0", 2).await;
+    let room = open_private(&mut a, &bob).await;
+    // Only instance one has members of the private room.
+    shard_subscribed(&cluster, &room.id, 1).await;
+    a_socket.say(&room.id, "private", "p").await;
+    b_socket.wait_message("private").await;
+    c_socket.say("0", "general", "g").await;
+    a_socket.wait_message("general").await;
+    c_socket.wait_message("general").await;
+    let health = |c: &Client| {
+        let mut c = c.clone();
+        async move { c.get("/healthz").await.body["shardRooms"].as_u64() }
+    };
+    assert_eq!(health(&a).await, Some(2), "General and the private room");
+    assert_eq!(health(&c).await, Some(1), "General only");
+
+    // No room message went over the global channel: up to a marker
+    // published after them, it carried only user events.
+    let mut con = cluster.con().await;
+    let _: () = con.publish("MESSAGES", "marker").await.unwrap();
+    let mut stream = global.on_message();
+    loop {
+        let msg = futures::StreamExt::next(&mut stream).await.unwrap();
+        let payload: String = msg.get_payload().unwrap();
+        if payload == "marker" {
+            break;
+        }
+        assert!(
+            !payload.contains(r#""type":"message""#),
+            "a room message on MESSAGES: {payload}"
+        );
+    }
+
+    // The last local member leaves: the instance unsubscribes.
+    a_socket.close().await;
+    b_socket.close().await;
+    shard_subscribed(&cluster, &room.id, 0).await;
+    shard_subscribed(&cluster, "0", 1).await;
+    poll_long("instance one follows no room", || async {
+        health(&a).await == Some(0)
+    })
+    .await;
+    // Carol's instance still delivers General.
+    c_socket.say("0", "still here", "s").await;
+    c_socket.wait_message("still here").await;
     one.shutdown().await;
     two.shutdown().await;
 }

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod presence;
 pub mod redis_con;
 pub mod session;
+pub mod shards;
 pub mod store;
 pub mod ws;
 
@@ -274,7 +275,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
-    let hub = Hub::spawn(urls, con.clone(), presence.clone())
+    let hub = Hub::spawn(urls, store.clone(), timeouts, presence.clone())
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(config.addr)

@@ -125,6 +125,26 @@ pub async fn connect(cluster: bool, urls: &[String], t: Timeouts) -> RedisResult
     }
 }
 
+/// The cluster connection of the sharded subscriptions: RESP3, every
+/// shard-channel message pushed to `pushes`. redis-rs subscribes again by
+/// itself after a reconnect, a failover or `MOVED`.
+pub async fn sharded_subscriber(
+    urls: &[String],
+    t: Timeouts,
+    pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+) -> RedisResult<ClusterConnection> {
+    redis::cluster::ClusterClient::builder(urls.to_vec())
+        .connection_timeout(t.connect)
+        .response_timeout(t.response)
+        .retries(3)
+        .max_retry_wait(1000)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?
+        .get_async_connection()
+        .await
+}
+
 impl RedisCon {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))

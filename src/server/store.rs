@@ -90,6 +90,11 @@ pub mod keys {
     pub fn room_edits(room: &str) -> String {
         format!("room:{{{room}}}:edits")
     }
+    /// A room's shard channel on a cluster (sharded pub/sub): in the
+    /// room's slot, so the room's scripts can `SPUBLISH` to it.
+    pub fn room_events(room: &str) -> String {
+        format!("room:{{{room}}}:events")
+    }
     pub fn session(token_hash: &str) -> String {
         format!("session:{token_hash}")
     }
@@ -110,7 +115,8 @@ pub fn unavailable(e: redis::RedisError) -> ApiError {
 /// (then nothing is stored or published again), `{2, ms}` when the
 /// sender's rate limit is reached (retry in `ms`).
 /// KEYS: stream, nonce key, rate key. ARGV: from, message, server id,
-/// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms.
+/// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms,
+/// publish command (`PUBLISH`, or `SPUBLISH` to the room's shard channel).
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -130,7 +136,7 @@ local ms = tonumber(string.match(id, '^(%d+)-'))
 local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
               date = math.floor(ms / 1000), dateMs = ms, message = ARGV[2]}
 if nonce ~= '' then data['nonce'] = nonce end
-redis.call('PUBLISH', ARGV[7], cjson.encode({serverId = ARGV[3], type = 'message', data = data}))
+redis.call(ARGV[10], ARGV[7], cjson.encode({serverId = ARGV[3], type = 'message', data = data}))
 return {1, id}
 "#,
     )
@@ -299,6 +305,9 @@ pub struct Store {
     pub max_message_chars: usize,
     pub message_rate: super::limits::MessageRate,
     server_id: Arc<str>,
+    /// Room events go to per-room shard channels (`SPUBLISH`), not to
+    /// [`CHANNEL`]: on a cluster.
+    sharded: bool,
 }
 
 impl Store {
@@ -309,6 +318,7 @@ impl Store {
         server_id: Arc<str>,
     ) -> Self {
         Self {
+            sharded: con.is_cluster(),
             con,
             bcrypt_cost,
             max_message_chars,
@@ -324,6 +334,29 @@ impl Store {
 
     pub fn server_id(&self) -> &str {
         &self.server_id
+    }
+
+    /// Whether room events use sharded pub/sub (on a cluster).
+    pub fn sharded(&self) -> bool {
+        self.sharded
+    }
+
+    /// The channel a room's events are published on: [`CHANNEL`] on one
+    /// Redis, the room's shard channel on a cluster.
+    pub fn room_channel(&self, room: &str) -> String {
+        if self.sharded {
+            keys::room_events(room)
+        } else {
+            CHANNEL.to_string()
+        }
+    }
+
+    fn publish_command(&self) -> &'static str {
+        if self.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 
     // ----- accounts ------------------------------------------------------
@@ -782,11 +815,12 @@ impl Store {
             .key(keys::room_stream(room))
             .arg(user)
             .arg(id)
-            .arg(CHANNEL)
+            .arg(self.room_channel(room))
             .arg(self.server_id.as_ref())
             .arg(room)
             .arg(partner)
             .arg(if announce { "1" } else { "0" })
+            .arg(self.publish_command())
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)
@@ -828,11 +862,12 @@ impl Store {
             .arg(user)
             .arg(&text)
             .arg(if text.is_empty() { "1" } else { "0" })
-            .arg(CHANNEL)
+            .arg(self.room_channel(room))
             .arg(self.server_id.as_ref())
             .arg(room)
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
+            .arg(self.publish_command())
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
@@ -859,8 +894,26 @@ impl Store {
         }
     }
 
-    /// Publishes an event to every instance (typing notices: nothing is
-    /// stored).
+    /// Publishes an event of `room` (typing notices: nothing is stored) to
+    /// the instances with sockets of its members: on the room's shard
+    /// channel on a cluster, else on [`CHANNEL`].
+    pub async fn publish_room(&self, room: &str, frame: ServerFrame) -> Result<(), ApiError> {
+        let envelope = Envelope {
+            server_id: self.server_id.to_string(),
+            frame,
+            to: vec![],
+        };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        let mut con = self.con();
+        redis::cmd(self.publish_command())
+            .arg(self.room_channel(room))
+            .arg(payload)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Publishes an event to every instance on [`CHANNEL`] (`show.room`).
     pub async fn publish(&self, frame: ServerFrame, to: Vec<UserId>) -> Result<(), ApiError> {
         let envelope = Envelope {
             server_id: self.server_id.to_string(),
@@ -933,9 +986,10 @@ impl Store {
             .arg(room)
             .arg(nonce)
             .arg(NONCE_TTL_SECS)
-            .arg(CHANNEL)
+            .arg(self.room_channel(room))
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
+            .arg(self.publish_command())
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
