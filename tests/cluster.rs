@@ -523,3 +523,38 @@ async fn room_events_use_sharded_pubsub_and_subscriptions_follow_local_members()
     one.shutdown().await;
     two.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_room_moved_to_another_shard_keeps_its_history_and_its_subscriptions() {
+    let cluster = TestCluster::start().await;
+    let one = serve(cluster_config(&cluster)).await;
+    let two = serve(cluster_config(&cluster)).await;
+    let mut a = Client::new(&one);
+    a.register("alice").await;
+    let mut b = Client::new(&two);
+    b.register("bob").await;
+    let mut a_socket = a.socket().await;
+    let mut b_socket = b.socket().await;
+    shard_subscribed(&cluster, "0", 2).await;
+    a_socket.say("0", "before the move", "b").await;
+    let before = b_socket.wait_message("before the move").await;
+
+    // General's slot moves to another master (resharding): the server
+    // tells the subscribers of its shard channels that they are dropped.
+    let from = cluster.node_of("room:{0}:events").await;
+    cluster
+        .move_slot_of("room:{0}:events", (from + 1) % 3)
+        .await;
+    shard_subscribed(&cluster, "0", 2).await;
+    a_socket.say("0", "after the move", "a").await;
+    let after = b_socket.wait_message("after the move").await;
+    let ids: Vec<String> = page(&mut b, "0", None, Some("10"))
+        .await
+        .messages
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, [before.id, after.id]);
+    one.shutdown().await;
+    two.shutdown().await;
+}

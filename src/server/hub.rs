@@ -314,6 +314,11 @@ async fn run(
                     shards.user_rooms(user, rooms, by_user.contains_key(&user));
                 }
             }
+            Command::Shard(Report::Dropped(room)) => {
+                if let Some(shards) = &mut shards {
+                    shards.dropped(room);
+                }
+            }
             Command::Shard(Report::Subscribed(room)) => {
                 if let Some(shards) = &mut shards {
                     shards.subscribed(room);

@@ -46,6 +46,9 @@ pub enum Request {
     Unsubscribe(String),
     /// Fire these when every earlier request is done.
     Ready(Vec<oneshot::Sender<()>>),
+    /// The server dropped a room's subscription (its slot moved to another
+    /// node): refresh the slot map and subscribe again.
+    Resubscribe(String),
 }
 
 /// What comes back to the hub from the subscriber and helper tasks.
@@ -58,6 +61,9 @@ pub enum Report {
     Subscribed(String),
     /// Messages of a room that its new local members may have missed.
     CatchUp(String, Vec<ChatMessage>),
+    /// A room's subscription ended (ours, or the server's when the slot
+    /// moved).
+    Dropped(String),
 }
 
 /// A room followed for new local members who may have missed messages.
@@ -208,6 +214,18 @@ impl Shards {
         }
     }
 
+    /// A subscription ended: if the room is still wanted, the server
+    /// dropped it (resharding moved the slot), so subscribe again.
+    pub fn dropped(&mut self, room: String) {
+        if self.members.contains_key(&room) {
+            tracing::info!(
+                room,
+                "shard subscription dropped by the server; resubscribing"
+            );
+            let _ = self.requests.send(Request::Resubscribe(room));
+        }
+    }
+
     /// A room message arrived live.
     pub fn live(&mut self, room: &str, id: &str) {
         if let Some(c) = self.catching_up.get_mut(room) {
@@ -281,6 +299,24 @@ async fn subscriber(
                         }
                     }
                 }
+                PushKind::SUnsubscribe => {
+                    let room = push
+                        .data
+                        .first()
+                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                        .and_then(|c| {
+                            Some(
+                                c.strip_prefix("room:{")?
+                                    .strip_suffix("}:events")?
+                                    .to_string(),
+                            )
+                        });
+                    if let Some(room) = room {
+                        if forward.send(Report::Dropped(room)).is_err() {
+                            return;
+                        }
+                    }
+                }
                 PushKind::Disconnection => {
                     tracing::warn!("a shard subscription connection dropped; resubscribing")
                 }
@@ -313,6 +349,26 @@ async fn subscriber(
                 }
                 if confirm {
                     let _ = reports.send(Report::Subscribed(room));
+                }
+            }
+            Request::Resubscribe(room) => {
+                // A keyed command in the slot meets MOVED, so redis-rs
+                // learns the slot's new node before the SSUBSCRIBE.
+                let channel = keys::room_events(&room);
+                let mut delay = Duration::from_millis(100);
+                loop {
+                    let _ = redis::cmd("EXISTS")
+                        .arg(&channel)
+                        .query_async::<bool>(&mut con)
+                        .await;
+                    match con.ssubscribe(&channel).await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, room, "SSUBSCRIBE failed; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(2));
+                        }
+                    }
                 }
             }
             Request::Unsubscribe(room) => {

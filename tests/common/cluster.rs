@@ -219,6 +219,78 @@ impl TestCluster {
         panic!("no node serves slot {slot}");
     }
 
+    /// Moves the slot of `key` from its node to node `to` as
+    /// `redis-cli --cluster reshard` does: IMPORTING/MIGRATING, `MIGRATE`
+    /// of every key, then `SETSLOT … NODE` on every node.
+    pub async fn move_slot_of(&self, key: &str, to: usize) {
+        let from = self.node_of(key).await;
+        assert_ne!(from, to, "the slot is already there");
+        let mut cons = Vec::new();
+        let mut ids = Vec::new();
+        for i in 0..self.ports.len() {
+            let mut c = self.node_con(i).await.unwrap();
+            let id: String = redis::cmd("CLUSTER")
+                .arg("MYID")
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            cons.push(c);
+            ids.push(id);
+        }
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut cons[0])
+            .await
+            .unwrap();
+        let setslot = |state: &str, id: &str| {
+            let mut cmd = redis::cmd("CLUSTER");
+            cmd.arg("SETSLOT").arg(slot).arg(state).arg(id);
+            cmd
+        };
+        let _: () = setslot("IMPORTING", &ids[from])
+            .query_async(&mut cons[to])
+            .await
+            .unwrap();
+        let _: () = setslot("MIGRATING", &ids[to])
+            .query_async(&mut cons[from])
+            .await
+            .unwrap();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query_async(&mut cons[from])
+                .await
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let _: () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.ports[to])
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query_async(&mut cons[from])
+                .await
+                .unwrap();
+        }
+        for i in [to, from]
+            .into_iter()
+            .chain((0..self.ports.len()).filter(|i| *i != to && *i != from))
+        {
+            let _: () = setslot("NODE", &ids[to])
+                .query_async(&mut cons[i])
+                .await
+                .unwrap();
+        }
+        self.wait_ok().await;
+    }
+
     /// Kills node `i` at once (SIGKILL: no shutdown, no final AOF rewrite).
     pub fn kill(&mut self, i: usize) {
         if let Some(mut child) = self.nodes[i].take() {
