@@ -81,6 +81,9 @@ pub struct Shards {
     reports: mpsc::UnboundedSender<Report>,
     rooms_of: HashMap<UserId, HashSet<String>>,
     waiting: HashMap<UserId, Vec<oneshot::Sender<()>>>,
+    /// Rooms shown to users whose rooms were still being read (the read
+    /// may have missed them).
+    shown_while_loading: HashMap<UserId, Vec<(String, Option<String>)>>,
     members: HashMap<String, usize>,
     catching_up: HashMap<String, CatchUp>,
 }
@@ -106,6 +109,7 @@ impl Shards {
             reports,
             rooms_of: HashMap::new(),
             waiting: HashMap::new(),
+            shown_while_loading: HashMap::new(),
             members: HashMap::new(),
             catching_up: HashMap::new(),
         }
@@ -151,11 +155,16 @@ impl Shards {
     /// The rooms of `user` arrived; `local` says the user still has sockets.
     pub fn user_rooms(&mut self, user: UserId, rooms: Vec<String>, local: bool) {
         let waiting = self.waiting.remove(&user).unwrap_or_default();
+        let shown = self.shown_while_loading.remove(&user).unwrap_or_default();
         if local {
+            self.rooms_of.entry(user).or_default();
             for room in rooms {
                 if self.rooms_of.entry(user).or_default().insert(room.clone()) {
                     self.add_member(&room, None);
                 }
+            }
+            for (room, after) in shown {
+                self.room_shown(&room, &[user], after.as_deref());
             }
         }
         let _ = self.requests.send(Request::Ready(waiting));
@@ -166,6 +175,7 @@ impl Shards {
         for ready in self.waiting.remove(&user).unwrap_or_default() {
             let _ = ready.send(());
         }
+        self.shown_while_loading.remove(&user);
         for room in self.rooms_of.remove(&user).unwrap_or_default() {
             if let Some(n) = self.members.get_mut(&room) {
                 *n -= 1;
@@ -183,6 +193,12 @@ impl Shards {
     pub fn room_shown(&mut self, room: &str, users: &[UserId], after: Option<&str>) {
         for user in users {
             let Some(rooms) = self.rooms_of.get_mut(user) else {
+                if self.waiting.contains_key(user) {
+                    self.shown_while_loading
+                        .entry(*user)
+                        .or_default()
+                        .push((room.to_string(), after.map(str::to_string)));
+                }
                 continue;
             };
             if rooms.insert(room.to_string()) {
