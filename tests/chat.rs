@@ -4,26 +4,8 @@
 mod common;
 use common::*;
 use redis::AsyncCommands;
-use redis_chat::protocol::{MessagePage, RoomSummary, ServerFrame};
+use redis_chat::protocol::{RoomSummary, ServerFrame};
 use serde_json::json;
-
-async fn page(
-    c: &mut Client,
-    room: &str,
-    before: Option<&str>,
-    limit: Option<&str>,
-) -> MessagePage {
-    let mut q = vec![("room_id", room)];
-    if let Some(b) = before {
-        q.push(("before", b));
-    }
-    if let Some(l) = limit {
-        q.push(("limit", l));
-    }
-    let r = c.get(&format!("/api/messages?{}", query(&q))).await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    serde_json::from_value(r.body).unwrap()
-}
 
 #[tokio::test]
 async fn websocket_needs_a_session_and_the_own_origin() {

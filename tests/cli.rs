@@ -647,3 +647,43 @@ async fn no_command_serves_until_sigterm() {
     assert_eq!(status.code(), Some(0));
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn commands_work_on_a_cluster() {
+    let cluster = common::cluster::TestCluster::start().await;
+    let server = serve(cluster_config(&cluster)).await;
+    let cli = Cli {
+        env: vec![
+            ("REDIS_CLUSTER_NODES", cluster.nodes_setting()),
+            ("BCRYPT_COST", "4".into()),
+        ],
+        dir: cluster.dir.path().to_path_buf(),
+    };
+    let alice = cli.add_user("alice").await;
+    let bob = cli.add_user("bob").await;
+    cli.run_with_stdin(&["user", "add", "Bob", "--password-stdin"], "password123\n")
+        .await
+        .failed(4, "taken");
+    let users: Vec<DirectoryUser> =
+        serde_json::from_value(cli.run(&["--json", "users"]).await.ok().json()).unwrap();
+    assert_eq!(users.len(), 2);
+
+    // A user made by the command line signs in on the server, and a send
+    // reaches the server's sockets through the cluster.
+    let mut b = Client::new(&server);
+    assert_eq!(b.login("bob", "password123").await.status, 200);
+    let mut bob_socket = b.socket().await;
+    let id = cli.send("alice", "bob", "over the cluster").await;
+    let m = bob_socket.wait_message("over the cluster").await;
+    assert_eq!((m.id.as_str(), m.from), (id.as_str(), alice.id));
+
+    let v = cli.run(&["inbox", "bob", "--json"]).await.ok().json();
+    assert_eq!(v["messages"][0]["message"], "over the cluster");
+    assert_eq!(v["messages"][0]["seen"], false);
+    let v = cli.run(&["contacts", "alice", "--json"]).await.ok().json();
+    assert_eq!(v[0]["id"], bob.id);
+    cli.run(&["send", "--as", "bob", "--room", "7:9", "x"])
+        .await
+        .failed(3, "room");
+    server.shutdown().await;
+}

@@ -3,16 +3,8 @@
 
 mod common;
 use common::*;
-use redis_chat::protocol::{
-    ChatMessage, MessagePage, ReadMark, RoomSummary, ServerFrame, Typing, User,
-};
+use redis_chat::protocol::{ChatMessage, MessagePage, ReadMark, RoomSummary, ServerFrame, Typing};
 use serde_json::json;
-
-async fn rooms(c: &mut Client) -> Vec<RoomSummary> {
-    let r = c.get("/api/rooms").await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    serde_json::from_value(r.body).unwrap()
-}
 
 async fn room(c: &mut Client, id: &str) -> RoomSummary {
     rooms(c)
@@ -20,14 +12,6 @@ async fn room(c: &mut Client, id: &str) -> RoomSummary {
         .into_iter()
         .find(|r| r.id == id)
         .unwrap_or_else(|| panic!("room {id} not listed"))
-}
-
-async fn open_private(c: &mut Client, other: &User) -> RoomSummary {
-    let r = c
-        .post("/api/private_room", &[("user_id", &other.id.to_string())])
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    serde_json::from_value(r.body).unwrap()
 }
 
 async fn history(c: &mut Client, room: &str) -> MessagePage {

@@ -14,6 +14,7 @@ use crate::server::{
     config::{Config, RedisSource},
     embedded_redis::{EmbeddedError, EmbeddedRedis},
     presence::Presence,
+    redis_con,
     store::Store,
 };
 use std::{sync::Arc, time::Duration};
@@ -32,21 +33,26 @@ impl Ctx {
     pub async fn open() -> Result<Self, CliError> {
         let config = Config::from_env()
             .map_err(|e| CliError::runtime(format!("configuration error: {e}")))?;
-        let (url, embedded) = match &config.redis {
-            RedisSource::Url(url) => (url.clone(), None),
+        let (urls, embedded) = match &config.redis {
             RedisSource::Embedded { data_dir, binary } => {
                 match EmbeddedRedis::start(data_dir, binary).await {
-                    Ok(redis) => (redis.url().to_string(), Some(redis)),
+                    Ok(redis) => (vec![redis.url().to_string()], Some(redis)),
                     // A running server's redis-server answers there: use it.
                     Err(EmbeddedError::InUse(dir)) => (
-                        format!("redis+unix://{}", dir.join("redis.sock").display()),
+                        vec![format!("redis+unix://{}", dir.join("redis.sock").display())],
                         None,
                     ),
                     Err(e) => return Err(CliError::runtime(e.to_string())),
                 }
             }
+            other => (redis_con::urls(other, None), None),
         };
-        match connect(&url).await {
+        let cluster = matches!(config.redis, RedisSource::Cluster(_));
+        let timeouts = redis_con::Timeouts {
+            connect: Duration::from_secs(5),
+            response: Duration::from_secs(10),
+        };
+        match redis_con::connect(cluster, &urls, timeouts).await {
             Ok(con) => {
                 let server_id: Arc<str> = format!("cli-{}", random_hex()).into();
                 let store = Store::new(
@@ -72,6 +78,7 @@ impl Ctx {
                 }
                 let what = match config.redis {
                     RedisSource::Url(_) => "REDIS_URL",
+                    RedisSource::Cluster(_) => "REDIS_CLUSTER_NODES",
                     RedisSource::Embedded { .. } => "the embedded redis-server",
                 };
                 Err(CliError::runtime(format!(
@@ -93,16 +100,6 @@ impl Ctx {
             redis.stop().await;
         }
     }
-}
-
-async fn connect(url: &str) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(500));
-    redis::aio::ConnectionManager::new_with_config(client, config).await
 }
 
 fn random_hex() -> String {

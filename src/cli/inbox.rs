@@ -145,12 +145,18 @@ async fn read_marks(
     if rooms.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut pipe = redis::pipe();
-    for room in rooms {
-        pipe.hget(keys::room_read(room), user);
-    }
-    let mut con = ctx.store.con();
-    let marks: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+    // One slot per room: a batch (one pipeline on a single Redis).
+    let replies = ctx
+        .store
+        .con()
+        .batch(
+            rooms
+                .iter()
+                .map(|room| redis::Cmd::hget(keys::room_read(room), user).into())
+                .collect(),
+        )
+        .await?;
+    let marks: Vec<Option<String>> = crate::server::redis_con::from_values(replies)?;
     Ok(rooms
         .iter()
         .zip(marks)

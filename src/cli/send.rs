@@ -69,19 +69,18 @@ async fn room_exists(ctx: &Ctx, room: &str) -> Result<bool, CliError> {
     if room.is_empty() || room.len() > 64 {
         return Ok(false);
     }
-    let mut con = ctx.store.con();
-    if let Some((a, b)) = private_room_members(room) {
-        let (in_a, in_b): (bool, bool) = redis::pipe()
-            .sismember(keys::user_rooms(a), room)
-            .sismember(keys::user_rooms(b), room)
-            .query_async(&mut con)
-            .await?;
-        return Ok(in_a || in_b);
-    }
-    let (named, stream): (bool, bool) = redis::pipe()
-        .exists(keys::room_name(room))
-        .exists(keys::room_stream(room))
-        .query_async(&mut con)
-        .await?;
-    Ok(named || stream)
+    // Each pair of keys is in two slots on a cluster: batches.
+    let con = ctx.store.con();
+    let checks = match private_room_members(room) {
+        Some((a, b)) => vec![
+            redis::Cmd::sismember(keys::user_rooms(a), room).into(),
+            redis::Cmd::sismember(keys::user_rooms(b), room).into(),
+        ],
+        None => vec![
+            redis::Cmd::exists(keys::room_name(room)).into(),
+            redis::Cmd::exists(keys::room_stream(room)).into(),
+        ],
+    };
+    let (x, y): (bool, bool) = crate::server::redis_con::from_values(con.batch(checks).await?)?;
+    Ok(x || y)
 }

@@ -39,11 +39,17 @@ pub async fn list(ctx: &Ctx) -> Result<Output, CliError> {
     let mut users = Vec::new();
     let ids: Vec<UserId> = (1..=total.unwrap_or(0)).collect();
     for chunk in ids.chunks(500) {
-        let mut pipe = redis::pipe();
-        for id in chunk {
-            pipe.hget(keys::user(*id), "username");
-        }
-        let names: Vec<Option<String>> = pipe.query_async(&mut con).await?;
+        let replies = ctx
+            .store
+            .con()
+            .batch(
+                chunk
+                    .iter()
+                    .map(|id| redis::Cmd::hget(keys::user(*id), "username").into())
+                    .collect(),
+            )
+            .await?;
+        let names: Vec<Option<String>> = crate::server::redis_con::from_values(replies)?;
         let found: Vec<User> = chunk
             .iter()
             .zip(names)

@@ -9,6 +9,9 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 pub enum RedisSource {
     /// `REDIS_URL`: an external server (`redis://`, `rediss://`, `redis+unix://`).
     Url(String),
+    /// `REDIS_CLUSTER_NODES`: seed nodes of a Redis Cluster, as URLs
+    /// (`redis://host:port`, `rediss://user:pass@host:port`).
+    Cluster(Vec<String>),
     /// No `REDIS_URL`: start and supervise a local `redis-server`.
     Embedded { data_dir: PathBuf, binary: String },
 }
@@ -106,8 +109,14 @@ impl Config {
             .or_else(|_| format!("[{host}]:{port}").parse())
             .map_err(|_| ConfigError(format!("ADDR={host:?} is not an IP address")))?;
 
-        let redis = match get("REDIS_URL") {
-            Some(url) => {
+        let redis = match (get("REDIS_URL"), get("REDIS_CLUSTER_NODES")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "REDIS_URL and REDIS_CLUSTER_NODES are both set; set one".into(),
+                ))
+            }
+            (None, Some(nodes)) => RedisSource::Cluster(parse_cluster_nodes(&nodes)?),
+            (Some(url), None) => {
                 let scheme = url.split("://").next().unwrap_or_default();
                 if !["redis", "rediss", "redis+unix", "unix"].contains(&scheme) {
                     return Err(ConfigError(format!(
@@ -116,7 +125,7 @@ impl Config {
                 }
                 RedisSource::Url(url)
             }
-            None => RedisSource::Embedded {
+            (None, None) => RedisSource::Embedded {
                 data_dir: get("REDIS_DATA_DIR")
                     .unwrap_or_else(|| "./data/redis".into())
                     .into(),
@@ -179,6 +188,41 @@ impl Config {
     }
 }
 
+/// `REDIS_CLUSTER_NODES`: comma-separated `host:port` (plain TCP) or
+/// `redis://` / `rediss://` URLs (with user and password when needed).
+/// Any reachable node is enough to find the others; list several so that
+/// start-up survives one being down.
+fn parse_cluster_nodes(value: &str) -> Result<Vec<String>, ConfigError> {
+    let bad = |what: &str| {
+        ConfigError(format!(
+            "REDIS_CLUSTER_NODES={value:?}: {what} (expected host:port or redis://host:port, comma-separated)"
+        ))
+    };
+    let mut nodes = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let url = if item.contains("://") {
+            let scheme = item.split("://").next().unwrap_or_default();
+            if !["redis", "rediss"].contains(&scheme) {
+                return Err(bad(&format!("{scheme}:// is not redis:// or rediss://")));
+            }
+            item.to_string()
+        } else {
+            let (host, port) = item
+                .rsplit_once(':')
+                .ok_or_else(|| bad(&format!("{item:?} has no port")))?;
+            if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+                return Err(bad(&format!("{item:?} is not host:port")));
+            }
+            format!("redis://{item}")
+        };
+        nodes.push(url);
+    }
+    if nodes.is_empty() {
+        return Err(bad("no node"));
+    }
+    Ok(nodes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +267,30 @@ mod tests {
     }
 
     #[test]
+    fn cluster_nodes() {
+        let c = with(&[(
+            "REDIS_CLUSTER_NODES",
+            "10.0.0.1:7000, rediss://u:p@10.0.0.2:7001,",
+        )])
+        .unwrap();
+        assert_eq!(
+            c.redis,
+            RedisSource::Cluster(vec![
+                "redis://10.0.0.1:7000".into(),
+                "rediss://u:p@10.0.0.2:7001".into()
+            ])
+        );
+        for bad in ["", " , ", "host", "host:0", "http://h:1", ":7000"] {
+            let e = with(&[("REDIS_CLUSTER_NODES", bad)]);
+            // An empty value counts as unset in the environment, but not here.
+            assert!(e.is_err(), "{bad:?}");
+        }
+        let both =
+            with(&[("REDIS_CLUSTER_NODES", "h:1"), ("REDIS_URL", "redis://h:2")]).unwrap_err();
+        assert!(both.0.contains("REDIS_CLUSTER_NODES"), "{both}");
+    }
+
+    #[test]
     fn bad_values_name_the_setting() {
         for (k, v) in [
             ("PORT", "x"),
@@ -231,6 +299,7 @@ mod tests {
             ("BCRYPT_COST", "2"),
             ("ADDR", "nowhere"),
             ("MSG_RATE_LIMIT", "lots"),
+            ("REDIS_CLUSTER_NODES", "nowhere"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

@@ -38,11 +38,13 @@ pub async fn ensure(store: &Store) -> Result<bool, redis::RedisError> {
         }
         // Users but no seed of ours: data of the original demo, or of a
         // deployment that ran without demo data. Leave it as it is.
-        let (users, ours): (bool, bool) = redis::pipe()
-            .exists(keys::TOTAL_USERS)
-            .exists(STARTED)
-            .query_async(&mut con)
-            .await?;
+        let (users, ours): (bool, bool) = crate::server::redis_con::from_values(
+            con.batch(vec![
+                redis::Cmd::exists(keys::TOTAL_USERS).into(),
+                redis::Cmd::exists(STARTED).into(),
+            ])
+            .await?,
+        )?;
         if users && !ours {
             let _: () = con.set(DONE, 1).await?;
             return Ok(false);
@@ -144,12 +146,8 @@ pub async fn ensure(store: &Store) -> Result<bool, redis::RedisError> {
                 .map_err(|e| redis::RedisError::from(std::io::Error::other(e.message)))?;
         }
     }
-    let _: () = redis::pipe()
-        .set(DONE, 1)
-        .ignore()
-        .del(LOCK)
-        .ignore()
-        .query_async(&mut con)
+    // Done first, then the lock (different slots on a cluster).
+    con.in_order(vec![redis::Cmd::set(DONE, 1), redis::Cmd::del(LOCK)])
         .await?;
     Ok(true)
 }

@@ -76,6 +76,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         "redis": redis_up,
         "pubsub": state.hub.is_subscribed(),
         "sockets": state.hub.local_sockets(),
+        "shardRooms": state.hub.shard_rooms(),
     });
     let status = if redis_up {
         StatusCode::OK

@@ -7,6 +7,11 @@
 //! reaches every member's sockets exactly once, whichever instance they
 //! are connected to.
 //!
+//! On a Redis Cluster, room events come instead from per-room shard
+//! channels that this instance subscribes to while one of its users is a
+//! member (`shards.rs`); events about users (presence, `show.room`) still
+//! come from `MESSAGES`.
+//!
 //! One task owns the index `user → sockets`; nothing on the delivery path
 //! takes a lock. Each event is turned into its client frame once and the
 //! same bytes (`Utf8Bytes`, reference-counted) are queued to every target
@@ -14,7 +19,9 @@
 //! dropped (close 1013) instead of growing memory.
 
 use super::presence::Presence;
-use super::store::CHANNEL;
+use super::redis_con::{self, RedisCon};
+use super::shards::{Report, Shards};
+use super::store::{Store, CHANNEL};
 use crate::protocol::{private_room_members, Envelope, ServerFrame, User, UserId, GENERAL_ROOM_ID};
 use axum::extract::ws::Utf8Bytes;
 use futures::StreamExt;
@@ -26,7 +33,7 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 /// Frames a socket may have queued before it counts as too slow.
 pub const SOCKET_QUEUE: usize = 512;
@@ -38,6 +45,11 @@ pub struct SocketLink {
     pub frames: mpsc::Receiver<Utf8Bytes>,
     /// Signalled when the hub dropped this socket for being too slow.
     pub kicked: Arc<Notify>,
+    /// Fires once the hub receives the events of all the user's rooms (at
+    /// once on a single Redis; on a cluster, when the rooms' shard
+    /// channels are subscribed). A resume waits for it before it reads the
+    /// streams, so the replay covers whatever came before.
+    pub ready: oneshot::Receiver<()>,
 }
 
 struct LocalSocket {
@@ -47,13 +59,18 @@ struct LocalSocket {
 }
 
 enum Command {
-    Join(User, LocalSocket),
+    Join(User, LocalSocket, oneshot::Sender<()>),
     Leave(UserId, u64),
-    Event(redis::Msg),
+    /// A payload from `MESSAGES`.
+    Event(Vec<u8>),
+    /// From the sharded subscriptions (cluster only).
+    Shard(Report),
 }
 
 struct Shared {
     subscribed: AtomicBool,
+    /// Rooms with a shard-channel subscription (cluster only).
+    shard_rooms: AtomicUsize,
     sockets: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -66,17 +83,49 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub task and its Redis subscriber.
-    pub fn spawn(client: redis::Client, presence: Presence) -> Self {
+    /// Starts the hub task and its Redis subscriber. `urls` are the
+    /// servers the subscriber may use: one Redis, or a cluster's nodes
+    /// (`PUBLISH` reaches every node of a cluster, so any one will do; when
+    /// it fails the subscriber moves on to the next).
+    /// On a cluster (`store.sharded()`) it also starts the sharded
+    /// subscriptions of room events.
+    pub fn spawn(
+        urls: Vec<String>,
+        store: Store,
+        timeouts: redis_con::Timeouts,
+        presence: Presence,
+    ) -> redis::RedisResult<Self> {
+        for url in &urls {
+            redis::Client::open(url.as_str())?;
+        }
+        let con = store.con();
         let (commands, rx) = mpsc::unbounded_channel();
+        let shards = store.sharded().then(|| {
+            let (reports, mut reports_rx) = mpsc::unbounded_channel();
+            let forward = commands.clone();
+            tokio::spawn(async move {
+                while let Some(report) = reports_rx.recv().await {
+                    if forward.send(Command::Shard(report)).is_err() {
+                        return;
+                    }
+                }
+            });
+            Shards::spawn(store.clone(), urls.clone(), timeouts, reports)
+        });
         let shared = Arc::new(Shared {
+            shard_rooms: AtomicUsize::new(0),
             subscribed: AtomicBool::new(false),
             sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(subscribe_forever(client, commands.clone(), shared.clone()));
-        tokio::spawn(run(rx, presence, shared.clone()));
-        Self { commands, shared }
+        tokio::spawn(subscribe_forever(
+            urls,
+            con,
+            commands.clone(),
+            shared.clone(),
+        ));
+        tokio::spawn(run(rx, presence, shards, shared.clone()));
+        Ok(Self { commands, shared })
     }
 
     /// Registers a socket of `user`.
@@ -84,6 +133,7 @@ impl Hub {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, frames) = mpsc::channel(SOCKET_QUEUE);
         let kicked = Arc::new(Notify::new());
+        let (ready_tx, ready) = oneshot::channel();
         let _ = self.commands.send(Command::Join(
             user.clone(),
             LocalSocket {
@@ -91,8 +141,14 @@ impl Hub {
                 tx,
                 kicked: kicked.clone(),
             },
+            ready_tx,
         ));
-        SocketLink { id, frames, kicked }
+        SocketLink {
+            id,
+            frames,
+            kicked,
+            ready,
+        }
     }
 
     /// Unregisters a socket.
@@ -109,18 +165,52 @@ impl Hub {
     pub fn local_sockets(&self) -> usize {
         self.shared.sockets.load(Ordering::Relaxed)
     }
+
+    /// Rooms whose shard channel this instance subscribes to (cluster).
+    pub fn shard_rooms(&self) -> usize {
+        self.shared.shard_rooms.load(Ordering::Relaxed)
+    }
 }
 
 /// Keeps one SUBSCRIBE connection up, forever: reconnects with backoff
-/// after any loss, and pings it so a silently dead link is noticed.
+/// after any loss, and pings it so a silently dead link is noticed. On a
+/// cluster it moves on to the next node: the configured ones, then every
+/// primary the cluster reports (refreshed after each full round).
 async fn subscribe_forever(
-    client: redis::Client,
+    seeds: Vec<String>,
+    con: RedisCon,
     commands: mpsc::UnboundedSender<Command>,
     shared: Arc<Shared>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let mut candidates = seeds.clone();
+    let mut next = 0usize;
     loop {
-        match client.get_async_pubsub().await {
+        if next >= candidates.len() {
+            next = 0;
+            if con.is_cluster() {
+                candidates = redis_con::subscriber_candidates(&seeds, &con).await;
+            }
+        }
+        let Some(url) = candidates.get(next) else {
+            tracing::error!("no Redis to subscribe to");
+            return;
+        };
+        next += 1;
+        let client = match redis::Client::open(url.as_str()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "bad subscriber URL");
+                continue;
+            }
+        };
+        let connect = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub());
+        match connect.await.unwrap_or_else(|_| {
+            Err(redis::RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "connect timed out",
+            )))
+        }) {
             Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
                 Ok(()) => {
                     shared.subscribed.store(true, Ordering::Relaxed);
@@ -133,7 +223,7 @@ async fn subscribe_forever(
                         tokio::select! {
                             msg = stream.next() => match msg {
                                 Some(msg) => {
-                                    if commands.send(Command::Event(msg)).is_err() {
+                                    if commands.send(Command::Event(msg.get_payload_bytes().to_vec())).is_err() {
                                         return;
                                     }
                                 }
@@ -150,6 +240,11 @@ async fn subscribe_forever(
                     }
                     shared.subscribed.store(false, Ordering::Relaxed);
                     tracing::warn!("pub/sub connection lost; resubscribing");
+                    // Straight on to the next node of a cluster; a single
+                    // Redis is retried after the backoff.
+                    if con.is_cluster() {
+                        continue;
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "SUBSCRIBE failed"),
             },
@@ -167,56 +262,135 @@ async fn subscribe_forever(
 async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     presence: Presence,
+    mut shards: Option<Shards>,
     shared: Arc<Shared>,
 ) {
     let mut by_user: HashMap<UserId, Vec<LocalSocket>> = HashMap::new();
     while let Some(command) = commands.recv().await {
         match command {
-            Command::Join(user, socket) => {
+            Command::Join(user, socket, ready) => {
                 let sockets = by_user.entry(user.id).or_default();
                 sockets.push(socket);
                 shared.sockets.fetch_add(1, Ordering::Relaxed);
-                if sockets.len() == 1 {
-                    presence.local_online(user);
+                let first = sockets.len() == 1;
+                if first {
+                    presence.local_online(user.clone());
+                }
+                match &mut shards {
+                    Some(shards) => shards.joined(user.id, first, ready),
+                    None => {
+                        let _ = ready.send(());
+                    }
                 }
             }
-            Command::Leave(user, id) => remove(&mut by_user, &presence, &shared, user, id),
-            Command::Event(msg) => {
-                let Some((frame, targets)) = decode(msg.get_payload_bytes()) else {
+            Command::Leave(user, id) => {
+                remove(&mut by_user, &presence, &shared, &mut shards, user, id)
+            }
+            Command::Event(payload) | Command::Shard(Report::Event(payload)) => {
+                let Some(event) = decode(&payload) else {
                     continue;
                 };
-                let mut too_slow = Vec::new();
-                let mut send = |user: UserId, sockets: &Vec<LocalSocket>| {
-                    for s in sockets {
-                        if let Err(mpsc::error::TrySendError::Full(_)) =
-                            s.tx.try_send(frame.clone())
-                        {
-                            too_slow.push((user, s.id));
-                        }
-                    }
-                };
-                match targets {
-                    Targets::Everyone => by_user.iter().for_each(|(u, s)| send(*u, s)),
-                    Targets::Users(users) => {
-                        for u in users {
-                            if let Some(s) = by_user.get(&u) {
-                                send(u, s);
+                if let Some(shards) = &mut shards {
+                    match &event.about {
+                        About::Message { room, id } => shards.live(room, id),
+                        About::NewRoom { room, after } => {
+                            if let Targets::Users(users) = &event.targets {
+                                let local: Vec<UserId> = users
+                                    .iter()
+                                    .copied()
+                                    .filter(|u| by_user.contains_key(u))
+                                    .collect();
+                                shards.room_shown(room, &local, after.as_deref());
                             }
                         }
+                        About::Other => {}
                     }
                 }
-                for (user, id) in too_slow {
-                    if let Some(s) = by_user
-                        .get(&user)
-                        .and_then(|v| v.iter().find(|s| s.id == id))
-                    {
-                        tracing::info!(user, socket = id, "dropping a socket that cannot keep up");
-                        s.kicked.notify_one();
+                let too_slow = deliver(&by_user, &event.frame, &event.targets);
+                drop_slow(&mut by_user, &presence, &shared, &mut shards, too_slow);
+            }
+            Command::Shard(Report::UserRooms(user, rooms)) => {
+                if let Some(shards) = &mut shards {
+                    shards.user_rooms(user, rooms, by_user.contains_key(&user));
+                }
+            }
+            Command::Shard(Report::Dropped(room)) => {
+                if let Some(shards) = &mut shards {
+                    shards.dropped(room);
+                }
+            }
+            Command::Shard(Report::Subscribed(room)) => {
+                if let Some(shards) = &mut shards {
+                    shards.subscribed(room);
+                }
+            }
+            Command::Shard(Report::CatchUp(room, messages)) => {
+                let Some((users, missed)) =
+                    shards.as_mut().and_then(|s| s.catch_up(&room, messages))
+                else {
+                    continue;
+                };
+                let targets = Targets::Users(users);
+                let mut too_slow = Vec::new();
+                for m in missed {
+                    if let Ok(text) = serde_json::to_string(&ServerFrame::Message(m)) {
+                        too_slow.extend(deliver(&by_user, &Utf8Bytes::from(text), &targets));
                     }
-                    remove(&mut by_user, &presence, &shared, user, id);
+                }
+                drop_slow(&mut by_user, &presence, &shared, &mut shards, too_slow);
+            }
+        }
+        if let Some(shards) = &shards {
+            shared.shard_rooms.store(shards.rooms(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Queues `frame` to the sockets of `targets`; returns the sockets whose
+/// queue was full.
+fn deliver(
+    by_user: &HashMap<UserId, Vec<LocalSocket>>,
+    frame: &Utf8Bytes,
+    targets: &Targets,
+) -> Vec<(UserId, u64)> {
+    let mut too_slow = Vec::new();
+    let mut send = |user: UserId, sockets: &Vec<LocalSocket>| {
+        for s in sockets {
+            if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(frame.clone()) {
+                too_slow.push((user, s.id));
+            }
+        }
+    };
+    match targets {
+        Targets::Everyone => by_user.iter().for_each(|(u, s)| send(*u, s)),
+        Targets::Users(users) => {
+            for u in users {
+                if let Some(s) = by_user.get(u) {
+                    send(*u, s);
                 }
             }
         }
+    }
+    too_slow
+}
+
+/// Closes (1013) and forgets the sockets that could not keep up.
+fn drop_slow(
+    by_user: &mut HashMap<UserId, Vec<LocalSocket>>,
+    presence: &Presence,
+    shared: &Shared,
+    shards: &mut Option<Shards>,
+    too_slow: Vec<(UserId, u64)>,
+) {
+    for (user, id) in too_slow {
+        if let Some(s) = by_user
+            .get(&user)
+            .and_then(|v| v.iter().find(|s| s.id == id))
+        {
+            tracing::info!(user, socket = id, "dropping a socket that cannot keep up");
+            s.kicked.notify_one();
+        }
+        remove(by_user, presence, shared, shards, user, id);
     }
 }
 
@@ -224,6 +398,7 @@ fn remove(
     by_user: &mut HashMap<UserId, Vec<LocalSocket>>,
     presence: &Presence,
     shared: &Shared,
+    shards: &mut Option<Shards>,
     user: UserId,
     id: u64,
 ) {
@@ -238,6 +413,9 @@ fn remove(
     if sockets.is_empty() {
         by_user.remove(&user);
         presence.local_offline(user);
+        if let Some(shards) = shards {
+            shards.left(user);
+        }
     }
 }
 
@@ -262,8 +440,31 @@ fn room_targets(room: &str) -> Option<Targets> {
     private_room_members(room).map(|(a, b)| Targets::Users(vec![a, b]))
 }
 
+/// A published event, decoded once.
+struct Event {
+    /// The client frame, rendered once.
+    frame: Utf8Bytes,
+    targets: Targets,
+    /// What the sharded subscriptions need to know about it.
+    about: About,
+}
+
+enum About {
+    /// A new message in a room.
+    Message {
+        room: String,
+        id: String,
+    },
+    /// `show.room`: a room new to its targets, shown with this newest message.
+    NewRoom {
+        room: String,
+        after: Option<String>,
+    },
+    Other,
+}
+
 /// Parses a published envelope once and renders the client frame once.
-fn decode(payload: &[u8]) -> Option<(Utf8Bytes, Targets)> {
+fn decode(payload: &[u8]) -> Option<Event> {
     let envelope: Envelope = match serde_json::from_slice(payload) {
         Ok(e) => e,
         Err(e) => {
@@ -285,8 +486,23 @@ fn decode(payload: &[u8]) -> Option<(Utf8Bytes, Targets)> {
             | ServerFrame::Resumed(_) => return None,
         }
     };
+    let about = match &envelope.frame {
+        ServerFrame::Message(m) => About::Message {
+            room: m.room_id.clone(),
+            id: m.id.clone(),
+        },
+        ServerFrame::ShowRoom(r) => About::NewRoom {
+            room: r.id.clone(),
+            after: r.last_message.as_ref().map(|m| m.id.clone()),
+        },
+        _ => About::Other,
+    };
     let text = serde_json::to_string(&envelope.frame).ok()?;
-    Some((Utf8Bytes::from(text), targets))
+    Some(Event {
+        frame: Utf8Bytes::from(text),
+        targets,
+        about,
+    })
 }
 
 #[cfg(test)]
@@ -296,7 +512,7 @@ mod tests {
     #[test]
     fn routes_by_room() {
         let general = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"0","from":1,"date":1,"dateMs":1000,"message":"hi"}}"#;
-        let (frame, targets) = decode(general).unwrap();
+        let Event { frame, targets, .. } = decode(general).unwrap();
         assert_eq!(targets, Targets::Everyone);
         assert!(frame
             .as_str()
@@ -304,11 +520,13 @@ mod tests {
         assert!(!frame.as_str().contains("serverId"));
 
         let private = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"2:5","from":2,"date":1,"message":"hi"}}"#;
-        assert_eq!(decode(private).unwrap().1, Targets::Users(vec![2, 5]));
+        assert_eq!(decode(private).unwrap().targets, Targets::Users(vec![2, 5]));
 
         let to =
             br#"{"serverId":"a","type":"show.room","data":{"id":"2:5","name":"Joe"},"to":[5]}"#;
-        assert_eq!(decode(to).unwrap().1, Targets::Users(vec![5]));
+        let shown = decode(to).unwrap();
+        assert_eq!(shown.targets, Targets::Users(vec![5]));
+        assert!(matches!(shown.about, About::NewRoom { room, after: None } if room == "2:5"));
 
         assert!(decode(b"not json").is_none());
         assert!(decode(br#"{"serverId":"a","type":"nope","data":{}}"#).is_none());

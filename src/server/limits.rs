@@ -39,26 +39,39 @@ fn too_many(wait_ms: u64, what: &str) -> ApiError {
 
 /// Refuses a sign-in attempt that comes too soon (429), counting it.
 pub async fn check_login(store: &Store, name: &str, ip: Option<IpAddr>) -> Result<(), ApiError> {
-    let mut con = store.con();
-    let mut pipe = redis::pipe();
-    pipe.pttl(blocked_key(name));
-    if let Some(ip) = ip {
-        pipe.incr(address_key(ip), 1)
+    // The username's block and the address counter are in different
+    // slots: two requests at once (the address one is a single-slot
+    // pipeline, so EXPIRE NX always follows its INCR).
+    let con = store.con();
+    let blocked = async {
+        let mut con = con.clone();
+        con.pttl::<_, i64>(blocked_key(name)).await
+    };
+    let address = async {
+        let Some(ip) = ip else {
+            return Ok(None);
+        };
+        let mut con = con.clone();
+        redis::pipe()
+            .incr(address_key(ip), 1)
             .cmd("EXPIRE")
             .arg(address_key(ip))
             .arg(ADDRESS_WINDOW_SECS)
             .arg("NX")
             .ignore()
-            .pttl(address_key(ip));
-    }
-    let replies: Vec<i64> = pipe.query_async(&mut con).await.map_err(unavailable)?;
-    if let [_, attempts, ttl] = replies[..] {
+            .pttl(address_key(ip))
+            .query_async::<(i64, i64)>(&mut con)
+            .await
+            .map(Some)
+    };
+    let (blocked, address) = tokio::try_join!(blocked, address).map_err(unavailable)?;
+    if let Some((attempts, ttl)) = address {
         if attempts as u64 > LOGIN_PER_ADDRESS {
             return Err(too_many(ttl.max(0) as u64, "from your address"));
         }
     }
-    if replies[0] > 0 {
-        return Err(too_many(replies[0] as u64, "for this account"));
+    if blocked > 0 {
+        return Err(too_many(blocked as u64, "for this account"));
     }
     Ok(())
 }
@@ -91,6 +104,7 @@ pub async fn login_failed(store: &Store, name: &str) -> Result<(), ApiError> {
 /// A successful sign-in clears the username's failures.
 pub async fn login_succeeded(store: &Store, name: &str) -> Result<(), ApiError> {
     let mut con = store.con();
+    // Two slots on a cluster; redis-rs splits the DEL by slot.
     con.del::<_, ()>(&[failures_key(name), blocked_key(name)])
         .await
         .map_err(unavailable)

@@ -14,7 +14,9 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod presence;
+pub mod redis_con;
 pub mod session;
+pub mod shards;
 pub mod store;
 pub mod ws;
 
@@ -215,29 +217,30 @@ fn random_server_id() -> String {
 
 /// Starts a server with `config`.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    let (url, embedded) = match &config.redis {
-        RedisSource::Url(url) => (url.clone(), None),
+    let (urls, embedded) = match &config.redis {
         RedisSource::Embedded { data_dir, binary } => {
             let redis = EmbeddedRedis::start(data_dir, binary)
                 .await
                 .map_err(StartError::Embedded)?;
             tracing::info!(dir = %redis.dir().display(), "embedded redis-server started");
-            (redis.url().to_string(), Some(redis))
+            (
+                redis_con::urls(&config.redis, Some(redis.url())),
+                Some(redis),
+            )
         }
+        other => (redis_con::urls(other, None), None),
     };
-    let client = redis::Client::open(url.as_str()).map_err(|e| StartError::Redis(e.to_string()))?;
-    let manager_config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(5)))
-        .set_max_delay(Duration::from_secs(2));
+    let cluster = matches!(config.redis, RedisSource::Cluster(_));
+    let timeouts = redis_con::Timeouts {
+        connect: Duration::from_secs(5),
+        response: Duration::from_secs(5),
+    };
     // Redis may come up after us (containers, a second instance started
     // beside the first): wait for it for a while, saying so, then give up.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut delay = Duration::from_millis(100);
     let con = loop {
-        match redis::aio::ConnectionManager::new_with_config(client.clone(), manager_config.clone())
-            .await
-        {
+        match redis_con::connect(cluster, &urls, timeouts).await {
             Ok(con) => break con,
             Err(e) if tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(error = %e, "waiting for Redis");
@@ -247,6 +250,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
             Err(e) => return Err(StartError::Redis(e.to_string())),
         }
     };
+    if cluster {
+        tracing::info!(nodes = urls.len(), "using a Redis Cluster");
+    }
 
     let server_id: Arc<str> = random_server_id().into();
     let mut store = Store::new(
@@ -268,8 +274,9 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
-    let presence = Presence::spawn(con, server_id.clone(), config.presence_ttl);
-    let hub = Hub::spawn(client, presence.clone());
+    let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
+    let hub = Hub::spawn(urls, store.clone(), timeouts, presence.clone())
+        .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -18,11 +18,12 @@
 //! keys share the hash tag `{online_users}` (the slot of `online_users`), so
 //! each script stays within one cluster slot.
 
+use super::redis_con::RedisCon;
 use super::store::{keys, unavailable, CHANNEL};
 use crate::api::ApiError;
 use crate::protocol::{private_room_members, User, UserId};
 use redis::AsyncCommands;
-use redis::{aio::ConnectionManager, Script};
+use redis::Script;
 use std::{
     sync::{Arc, LazyLock},
     time::Duration,
@@ -89,7 +90,7 @@ enum Transition {
 /// Handle to presence (cheap to clone).
 #[derive(Clone)]
 pub struct Presence {
-    con: ConnectionManager,
+    con: RedisCon,
     server_id: Arc<str>,
     transitions: mpsc::UnboundedSender<Transition>,
     /// Heartbeat lifetime; the heartbeat is refreshed three times per TTL.
@@ -99,7 +100,7 @@ pub struct Presence {
 
 impl Presence {
     /// Starts the transition worker and the heartbeat/reaper.
-    pub fn spawn(con: ConnectionManager, server_id: Arc<str>, ttl: Duration) -> Self {
+    pub fn spawn(con: RedisCon, server_id: Arc<str>, ttl: Duration) -> Self {
         let (transitions, rx) = mpsc::unbounded_channel();
         let presence = Self {
             con,
@@ -209,7 +210,7 @@ impl Presence {
     /// users connect.
     async fn partners(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisCon,
         user: UserId,
     ) -> Result<String, redis::RedisError> {
         let rooms: Vec<String> = con.smembers(keys::user_rooms(user)).await?;
@@ -272,7 +273,7 @@ impl Presence {
     /// each user once and partners hear of it once.
     async fn reap(
         &self,
-        con: &mut ConnectionManager,
+        con: &mut RedisCon,
         server: &str,
         force: bool,
     ) -> Result<i64, redis::RedisError> {

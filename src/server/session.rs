@@ -45,23 +45,29 @@ fn index_of(user: UserId) -> String {
 pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String, ApiError> {
     let token = new_token()?;
     let key = key_of(&token);
-    let mut con = store.con();
-    let (count,): (usize,) = redis::pipe()
-        .cmd("SET")
-        .arg(&key)
-        .arg(format!("{}:{}", user.id, user.username))
-        .arg("EX")
-        .arg(ttl.as_secs())
-        .ignore()
-        .sadd(index_of(user.id), &key)
-        .ignore()
-        .expire(index_of(user.id), ttl.as_secs() as i64)
-        .ignore()
-        .cmd("SCARD")
-        .arg(index_of(user.id))
-        .query_async(&mut con)
+    // The session and the user's index are in different slots: a batch
+    // (one pipeline on a single Redis). The session is usable once its own
+    // key is written; the index only serves "sign out everywhere", and an
+    // index entry without a session is pruned.
+    let replies = store
+        .con()
+        .batch(vec![
+            redis::Cmd::set_ex(
+                &key,
+                format!("{}:{}", user.id, user.username),
+                ttl.as_secs(),
+            )
+            .into(),
+            redis::Cmd::sadd(index_of(user.id), &key).into(),
+            redis::Cmd::expire(index_of(user.id), ttl.as_secs() as i64).into(),
+            redis::Cmd::scard(index_of(user.id)).into(),
+        ])
         .await
         .map_err(unavailable)?;
+    let count: usize = replies
+        .last()
+        .and_then(|v| redis::from_redis_value_ref(v).ok())
+        .unwrap_or(0);
     if count > 64 {
         prune(store, user.id).await?;
     }
@@ -72,11 +78,13 @@ pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String,
 async fn prune(store: &Store, user: UserId) -> Result<(), ApiError> {
     let mut con = store.con();
     let keys: Vec<String> = con.smembers(index_of(user)).await.map_err(unavailable)?;
-    let mut pipe = redis::pipe();
-    for k in &keys {
-        pipe.exists(k);
-    }
-    let alive: Vec<bool> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+    // Sessions are spread over slots: a batch of EXISTS.
+    let replies = store
+        .con()
+        .batch(keys.iter().map(|k| redis::Cmd::exists(k).into()).collect())
+        .await
+        .map_err(unavailable)?;
+    let alive: Vec<bool> = crate::server::redis_con::from_values(replies).map_err(unavailable)?;
     let dead: Vec<&String> = keys
         .iter()
         .zip(alive)
@@ -98,12 +106,15 @@ pub async fn delete_all(store: &Store, user: UserId, keep: Option<&str>) -> Resu
     if doomed.is_empty() {
         return Ok(());
     }
-    redis::pipe()
-        .del(&doomed)
-        .ignore()
-        .srem(index_of(user), &doomed)
-        .ignore()
-        .query_async::<()>(&mut con)
+    // Sessions first, then the index: a failure half-way leaves index
+    // entries without sessions (pruned later), never a live session that
+    // the index forgot. On a cluster redis-rs splits the multi-key DEL by
+    // slot.
+    let mut del = redis::cmd("DEL");
+    del.arg(&doomed);
+    store
+        .con()
+        .in_order(vec![del, redis::Cmd::srem(index_of(user), &doomed)])
         .await
         .map_err(unavailable)
 }

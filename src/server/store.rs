@@ -29,13 +29,14 @@
 //! a Redis Stream per room gives every message its own increasing id, and
 //! paging by id (`XREVRANGE (cursor - COUNT n`) is O(log N + n) and stable.
 
+use super::redis_con::{from_values, Op, RedisCon};
 use crate::api::ApiError;
 use crate::protocol::{
     codes, private_room_members, ChatMessage, DirectoryUser, Envelope, FrameError, MessagePage,
     RoomSummary, ServerFrame, User, UserId, DEFAULT_PAGE_SIZE, GENERAL_ROOM_ID, MAX_NONCE_LEN,
     MAX_PAGE_SIZE, MAX_UNREAD_COUNT,
 };
-use redis::{aio::ConnectionManager, AsyncCommands, Script};
+use redis::{AsyncCommands, Script};
 use std::sync::{Arc, LazyLock};
 
 /// The pub/sub channel every instance publishes to and subscribes to (the
@@ -89,6 +90,11 @@ pub mod keys {
     pub fn room_edits(room: &str) -> String {
         format!("room:{{{room}}}:edits")
     }
+    /// A room's shard channel on a cluster (sharded pub/sub): in the
+    /// room's slot, so the room's scripts can `SPUBLISH` to it.
+    pub fn room_events(room: &str) -> String {
+        format!("room:{{{room}}}:events")
+    }
     pub fn session(token_hash: &str) -> String {
         format!("session:{token_hash}")
     }
@@ -109,7 +115,8 @@ pub fn unavailable(e: redis::RedisError) -> ApiError {
 /// (then nothing is stored or published again), `{2, ms}` when the
 /// sender's rate limit is reached (retry in `ms`).
 /// KEYS: stream, nonce key, rate key. ARGV: from, message, server id,
-/// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms.
+/// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms,
+/// publish command (`PUBLISH`, or `SPUBLISH` to the room's shard channel).
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -129,18 +136,23 @@ local ms = tonumber(string.match(id, '^(%d+)-'))
 local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
               date = math.floor(ms / 1000), dateMs = ms, message = ARGV[2]}
 if nonce ~= '' then data['nonce'] = nonce end
-redis.call('PUBLISH', ARGV[7], cjson.encode({serverId = ARGV[3], type = 'message', data = data}))
+redis.call(ARGV[10], ARGV[7], cjson.encode({serverId = ARGV[3], type = 'message', data = data}))
 return {1, id}
 "#,
     )
 });
 
 /// Copies the demo's sorted-set history of one room into its stream, once.
+/// KEYS: room stream, import marker (one slot: `room:{ROOM}:…`). ARGV: the
+/// sorted set as `ZRANGE … WITHSCORES` returned it (member, score, …),
+/// read by the caller: the demo's key `room:{id}` is in another slot, so a
+/// cluster cannot read it inside the script. The marker is checked and set
+/// here, so the import happens once even with several instances starting.
 static IMPORT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-local items = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local items = ARGV
 local last = -1
 local n = 0
 for i = 1, #items, 2 do
@@ -150,11 +162,11 @@ for i = 1, #items, 2 do
     if ms <= last then ms = last end
     last = ms
     local from = tostring(msg['from'] or '0')
-    redis.call('XADD', KEYS[2], tostring(ms) .. '-*', 'from', from, 'message', tostring(msg['message']))
+    redis.call('XADD', KEYS[1], tostring(ms) .. '-*', 'from', from, 'message', tostring(msg['message']))
     n = n + 1
   end
 end
-redis.call('SET', KEYS[3], n)
+redis.call('SET', KEYS[2], n)
 return n
 "#,
     )
@@ -288,21 +300,25 @@ pub enum SendOutcome {
 
 #[derive(Clone)]
 pub struct Store {
-    con: ConnectionManager,
+    con: RedisCon,
     bcrypt_cost: u32,
     pub max_message_chars: usize,
     pub message_rate: super::limits::MessageRate,
     server_id: Arc<str>,
+    /// Room events go to per-room shard channels (`SPUBLISH`), not to
+    /// [`CHANNEL`]: on a cluster.
+    sharded: bool,
 }
 
 impl Store {
     pub fn new(
-        con: ConnectionManager,
+        con: RedisCon,
         bcrypt_cost: u32,
         max_message_chars: usize,
         server_id: Arc<str>,
     ) -> Self {
         Self {
+            sharded: con.is_cluster(),
             con,
             bcrypt_cost,
             max_message_chars,
@@ -312,12 +328,35 @@ impl Store {
     }
 
     /// A handle to the shared multiplexed connection (cheap to clone).
-    pub fn con(&self) -> ConnectionManager {
+    pub fn con(&self) -> RedisCon {
         self.con.clone()
     }
 
     pub fn server_id(&self) -> &str {
         &self.server_id
+    }
+
+    /// Whether room events use sharded pub/sub (on a cluster).
+    pub fn sharded(&self) -> bool {
+        self.sharded
+    }
+
+    /// The channel a room's events are published on: [`CHANNEL`] on one
+    /// Redis, the room's shard channel on a cluster.
+    pub fn room_channel(&self, room: &str) -> String {
+        if self.sharded {
+            keys::room_events(room)
+        } else {
+            CHANNEL.to_string()
+        }
+    }
+
+    fn publish_command(&self) -> &'static str {
+        if self.sharded {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
     }
 
     // ----- accounts ------------------------------------------------------
@@ -356,22 +395,26 @@ impl Store {
 
         let hash = hash_password(password.to_string(), self.bcrypt_cost).await?;
         let id: UserId = con.incr(keys::TOTAL_USERS, 1).await.map_err(unavailable)?;
-        redis::pipe()
-            .atomic()
-            .hset_multiple(
-                keys::user(id),
-                &[("username", username.as_str()), ("password", hash.as_str())],
-            )
-            .ignore()
-            .set(keys::username(&username), keys::user(id))
-            .ignore()
-            .sadd(keys::user_rooms(id), GENERAL_ROOM_ID)
-            .ignore()
-            .set(&claim, id)
-            .ignore()
-            .zadd(keys::USERS_BY_NAME, name_index_entry(&username, id), 0)
-            .ignore()
-            .query_async::<()>(&mut con)
+        // One MULTI on a single Redis. On a cluster these keys are in
+        // different slots, so they are written one by one, in an order
+        // where every prefix is safe (the claim above already serialises
+        // registrations of this name): first the user's own keys, which
+        // nothing points to yet; then `username:x`, after which the user
+        // can sign in by exact name and the name counts as taken; the
+        // index; last the claim's final value, which drops its 60 s
+        // expiry. A registration cut short after `username:x` is
+        // completed by the start-up backfill.
+        self.con
+            .in_order(vec![
+                redis::Cmd::hset_multiple(
+                    keys::user(id),
+                    &[("username", username.as_str()), ("password", hash.as_str())],
+                ),
+                redis::Cmd::sadd(keys::user_rooms(id), GENERAL_ROOM_ID),
+                redis::Cmd::set(keys::username(&username), keys::user(id)),
+                redis::Cmd::zadd(keys::USERS_BY_NAME, name_index_entry(&username, id), 0),
+                redis::Cmd::set(&claim, id),
+            ])
             .await
             .map_err(unavailable)?;
         // A newcomer starts with General read: its past is history, not news.
@@ -426,13 +469,17 @@ impl Store {
     /// The id of a user by name: case-insensitively through the claim key,
     /// then exactly through the demo's `username:{name}`.
     pub async fn find_user_id(&self, username: &str) -> Result<Option<UserId>, ApiError> {
-        let mut con = self.con();
-        let (ci, exact): (Option<String>, Option<String>) = redis::pipe()
-            .get(keys::username_ci(username))
-            .get(keys::username(username))
-            .query_async(&mut con)
+        // Two slots on a cluster: a batch, not a pipeline.
+        let replies = self
+            .con
+            .batch(vec![
+                redis::Cmd::get(keys::username_ci(username)).into(),
+                redis::Cmd::get(keys::username(username)).into(),
+            ])
             .await
             .map_err(unavailable)?;
+        let (ci, exact): (Option<String>, Option<String>) =
+            from_values(replies).map_err(unavailable)?;
         Ok(ci
             .and_then(|v| v.parse().ok())
             .or_else(|| exact.and_then(|v| v.strip_prefix("user:")?.parse().ok())))
@@ -481,11 +528,17 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let mut pipe = redis::pipe();
-        for id in &ids {
-            pipe.hget(keys::user(*id), "username");
-        }
-        let names: Vec<Option<String>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let names: Vec<Option<String>> = from_values(
+            self.con
+                .batch(
+                    ids.iter()
+                        .map(|id| redis::Cmd::hget(keys::user(*id), "username").into())
+                        .collect(),
+                )
+                .await
+                .map_err(unavailable)?,
+        )
+        .map_err(unavailable)?;
         let online = presence.online_flags(&ids).await?;
         Ok(ids
             .into_iter()
@@ -510,13 +563,7 @@ impl Store {
         if total.unwrap_or(0) <= indexed {
             return Ok(0);
         }
-        let mut names = Vec::new();
-        {
-            let mut iter: redis::AsyncIter<String> = con.scan_match("username:*").await?;
-            while let Some(item) = futures::StreamExt::next(&mut iter).await {
-                names.push(item?);
-            }
-        }
+        let names = self.con.scan_keys("username:*", None).await?;
         let mut fixed = 0;
         for key in names {
             let Some(name) = key.strip_prefix("username:") else {
@@ -527,17 +574,15 @@ impl Store {
             else {
                 continue;
             };
-            let _: () = redis::pipe()
-                .cmd("SET")
-                .arg(keys::username_ci(name))
-                .arg(id)
-                .arg("NX")
-                .ignore()
-                .sadd(keys::user_rooms(id), GENERAL_ROOM_ID)
-                .ignore()
-                .zadd(keys::USERS_BY_NAME, name_index_entry(name, id), 0)
-                .ignore()
-                .query_async(&mut con)
+            // Each write is idempotent, so any order and any repeat is fine.
+            let mut claim = redis::cmd("SET");
+            claim.arg(keys::username_ci(name)).arg(id).arg("NX");
+            self.con
+                .in_order(vec![
+                    claim,
+                    redis::Cmd::sadd(keys::user_rooms(id), GENERAL_ROOM_ID),
+                    redis::Cmd::zadd(keys::USERS_BY_NAME, name_index_entry(name, id), 0),
+                ])
                 .await?;
             fixed += 1;
         }
@@ -571,21 +616,23 @@ impl Store {
         presence: &super::presence::Presence,
     ) -> Result<Vec<RoomSummary>, ApiError> {
         let ids = self.room_ids(user.id).await.map_err(unavailable)?;
-        let mut con = self.con();
-        let mut pipe = redis::pipe();
-        // Loaded first so that the EVALSHAs below find it (a no-op when cached).
-        pipe.load_script(&SUMMARY_SCRIPT).ignore();
+        // Every room is in its own slot: one batch (a pipeline on a single
+        // Redis) of a name lookup and a summary script per room.
+        let mut ops = Vec::with_capacity(ids.len() * 2);
         let mut others = Vec::with_capacity(ids.len());
         for id in &ids {
             let other = private_room_members(id).map(|(a, b)| if a == user.id { b } else { a });
-            match other {
-                Some(other) => pipe.hget(keys::user(other), "username"),
-                None => pipe.get(keys::room_name(id)),
-            };
+            ops.push(Op::Cmd(match other {
+                Some(other) => redis::Cmd::hget(keys::user(other), "username"),
+                None => redis::Cmd::get(keys::room_name(id)),
+            }));
             others.push(other);
-            pipe.invoke_script(&summary_invocation(user.id, id, other));
+            ops.push(Op::Script(
+                &SUMMARY_SCRIPT,
+                summary_invocation(user.id, id, other),
+            ));
         }
-        let replies: Vec<redis::Value> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let replies = self.con.batch(ops).await.map_err(unavailable)?;
         let online_ids: Vec<UserId> = others.iter().flatten().copied().collect();
         let mut online = presence.online_flags(&online_ids).await?.into_iter();
 
@@ -622,14 +669,19 @@ impl Store {
         b: UserId,
     ) -> Result<(String, bool, bool), ApiError> {
         let room = crate::protocol::private_room_id(a, b);
-        let mut con = self.con();
-        let (new_a, new_b): (bool, bool) = redis::pipe()
-            .atomic()
-            .sadd(keys::user_rooms(a), &room)
-            .sadd(keys::user_rooms(b), &room)
-            .query_async(&mut con)
+        // Two slots on a cluster. Each SADD is idempotent and says whether
+        // it was new, so no transaction is needed: a repeat (or a retry
+        // after one of the two failed) completes the room, and each member
+        // is reported new exactly once.
+        let replies = self
+            .con
+            .batch(vec![
+                redis::Cmd::sadd(keys::user_rooms(a), &room).into(),
+                redis::Cmd::sadd(keys::user_rooms(b), &room).into(),
+            ])
             .await
             .map_err(unavailable)?;
+        let (new_a, new_b): (bool, bool) = from_values(replies).map_err(unavailable)?;
         Ok((room, new_a, new_b))
     }
 
@@ -676,19 +728,23 @@ impl Store {
         if room.is_empty() || room.len() > 64 {
             return Err(not_a_member());
         }
-        let mut con = self.con();
         let end = match &before {
             Some(cursor) => format!("({cursor}"),
             None => "+".to_string(),
         };
-        let (member, page): (bool, RawPage) = redis::pipe()
-            .load_script(&PAGE_SCRIPT)
-            .ignore()
-            .sismember(keys::user_rooms(user), room)
-            .invoke_script(&page_invocation(room, "rev", &end, "-", limit + 1))
-            .query_async(&mut con)
+        // The user's room set and the room are in different slots: a batch.
+        let replies = self
+            .con
+            .batch(vec![
+                redis::Cmd::sismember(keys::user_rooms(user), room).into(),
+                Op::Script(
+                    &PAGE_SCRIPT,
+                    page_invocation(room, "rev", &end, "-", limit + 1),
+                ),
+            ])
             .await
             .map_err(unavailable)?;
+        let (member, page): (bool, RawPage) = from_values(replies).map_err(unavailable)?;
         if !member {
             return Err(not_a_member());
         }
@@ -715,19 +771,17 @@ impl Store {
         if rooms.is_empty() {
             return Ok(vec![]);
         }
-        let mut pipe = redis::pipe();
-        pipe.load_script(&PAGE_SCRIPT).ignore();
-        for (room, after) in rooms {
-            pipe.invoke_script(&page_invocation(
-                room,
-                "fwd",
-                &format!("({after}"),
-                "+",
-                limit + 1,
-            ));
-        }
-        let mut con = self.con();
-        let replies: Vec<RawPage> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        let ops = rooms
+            .iter()
+            .map(|(room, after)| {
+                Op::Script(
+                    &PAGE_SCRIPT,
+                    page_invocation(room, "fwd", &format!("({after}"), "+", limit + 1),
+                )
+            })
+            .collect();
+        let replies: Vec<RawPage> =
+            from_values(self.con.batch(ops).await.map_err(unavailable)?).map_err(unavailable)?;
         Ok(rooms
             .iter()
             .zip(replies)
@@ -761,11 +815,12 @@ impl Store {
             .key(keys::room_stream(room))
             .arg(user)
             .arg(id)
-            .arg(CHANNEL)
+            .arg(self.room_channel(room))
             .arg(self.server_id.as_ref())
             .arg(room)
             .arg(partner)
             .arg(if announce { "1" } else { "0" })
+            .arg(self.publish_command())
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)
@@ -807,11 +862,12 @@ impl Store {
             .arg(user)
             .arg(&text)
             .arg(if text.is_empty() { "1" } else { "0" })
-            .arg(CHANNEL)
+            .arg(self.room_channel(room))
             .arg(self.server_id.as_ref())
             .arg(room)
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
+            .arg(self.publish_command())
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
@@ -838,8 +894,26 @@ impl Store {
         }
     }
 
-    /// Publishes an event to every instance (typing notices: nothing is
-    /// stored).
+    /// Publishes an event of `room` (typing notices: nothing is stored) to
+    /// the instances with sockets of its members: on the room's shard
+    /// channel on a cluster, else on [`CHANNEL`].
+    pub async fn publish_room(&self, room: &str, frame: ServerFrame) -> Result<(), ApiError> {
+        let envelope = Envelope {
+            server_id: self.server_id.to_string(),
+            frame,
+            to: vec![],
+        };
+        let payload = serde_json::to_string(&envelope).unwrap_or_default();
+        let mut con = self.con();
+        redis::cmd(self.publish_command())
+            .arg(self.room_channel(room))
+            .arg(payload)
+            .query_async::<()>(&mut con)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Publishes an event to every instance on [`CHANNEL`] (`show.room`).
     pub async fn publish(&self, frame: ServerFrame, to: Vec<UserId>) -> Result<(), ApiError> {
         let envelope = Envelope {
             server_id: self.server_id.to_string(),
@@ -912,9 +986,10 @@ impl Store {
             .arg(room)
             .arg(nonce)
             .arg(NONCE_TTL_SECS)
-            .arg(CHANNEL)
+            .arg(self.room_channel(room))
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
+            .arg(self.publish_command())
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
@@ -952,24 +1027,13 @@ impl Store {
     }
 
     /// Start-up: copies every room's history written by the original demo
-    /// (sorted set `room:{id}`) into its stream, once per room, atomically.
+    /// (sorted set `room:{id}`) into its stream, once per room. The set is
+    /// read first, then one script per room writes the stream and the
+    /// marker (the two keys are in different cluster slots). A room already
+    /// imported costs one `EXISTS`.
     pub async fn import_legacy_history(&self) -> Result<usize, redis::RedisError> {
         let mut con = self.con();
-        let mut rooms = Vec::new();
-        {
-            let mut iter: redis::AsyncIter<String> = redis::cmd("SCAN")
-                .cursor_arg(0)
-                .arg("MATCH")
-                .arg("room:*")
-                .arg("TYPE")
-                .arg("zset")
-                .clone()
-                .iter_async(&mut con)
-                .await?;
-            while let Some(key) = futures::StreamExt::next(&mut iter).await {
-                rooms.push(key?);
-            }
-        }
+        let rooms = self.con.scan_keys("room:*", Some("zset")).await?;
         let mut imported = 0;
         for key in rooms {
             let Some(room) = key.strip_prefix("room:") else {
@@ -978,10 +1042,20 @@ impl Store {
             if room.contains('{') {
                 continue;
             }
+            if con.exists::<_, bool>(keys::room_imported(room)).await? {
+                continue;
+            }
+            let items: Vec<String> = redis::cmd("ZRANGE")
+                .arg(keys::legacy_room(room))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await?;
             let n: usize = IMPORT_SCRIPT
-                .key(keys::legacy_room(room))
                 .key(keys::room_stream(room))
                 .key(keys::room_imported(room))
+                .arg(items)
                 .invoke_async(&mut con)
                 .await?;
             if n > 0 {

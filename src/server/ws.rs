@@ -46,6 +46,9 @@ enum Direct {
 /// How long a socket that asked to hold live frames waits for its
 /// `resume` frame before it gets them anyway.
 const RESUME_WAIT: Duration = Duration::from_secs(5);
+/// How long a resume waits for the room subscriptions of a new socket
+/// (cluster); then it replays anyway.
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 
 /// A ping every 15 s keeps proxies from closing idle sockets; a peer silent
 /// for 45 s (no frame, no pong) is dropped, so a dead one goes within a minute.
@@ -96,6 +99,7 @@ pub async fn handler(
 
 async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool) {
     let link = state.hub.join(&user);
+    let mut ready = Some(link.ready);
     let (sink, mut stream) = socket.split();
     let started = Instant::now();
     let last_seen = Arc::new(AtomicU64::new(0));
@@ -148,6 +152,14 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool
                 }
                 match serde_json::from_str::<ClientFrame>(text.as_str()) {
                     Ok(ClientFrame::Resume(request)) => {
+                        // On a cluster: until the user's rooms are
+                        // subscribed, live events could slip past both the
+                        // subscription and this replay.
+                        if let Some(ready) = ready.take() {
+                            if tokio::time::timeout(SUBSCRIBE_WAIT, ready).await.is_err() {
+                                tracing::warn!(user = user.id, "room subscriptions not ready");
+                            }
+                        }
                         let (frames, marks) =
                             resume(&state, &mut memory.rooms, &user, request).await;
                         for frame in frames {
@@ -367,14 +379,14 @@ async fn handle_frame(
                         }
                         memory.typing.insert(room.room_id.clone(), now);
                         let typing = Typing {
-                            room_id: room.room_id,
+                            room_id: room.room_id.clone(),
                             user_id: user.id,
                             username: user.username.clone(),
                         };
                         // Best effort: a lost typing notice is harmless.
                         let _ = state
                             .store
-                            .publish(ServerFrame::Typing(typing), vec![])
+                            .publish_room(&room.room_id, ServerFrame::Typing(typing))
                             .await;
                         Ok(None)
                     }

@@ -3,6 +3,8 @@
 //! HTTP + WebSocket client that speaks the public protocol.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use futures::{SinkExt, StreamExt};
 use redis_chat::protocol::{ServerFrame, User};
 use redis_chat::server::{self, config::Config, embedded_redis::EmbeddedRedis, RunningServer};
@@ -67,6 +69,15 @@ impl TestRedis {
 
 pub fn config(redis: &TestRedis) -> Config {
     Config::for_tests(&redis.url())
+}
+
+/// Test settings for a server on a Redis Cluster.
+pub fn cluster_config(cluster: &cluster::TestCluster) -> Config {
+    let mut c = Config::for_tests("");
+    c.redis = redis_chat::server::config::RedisSource::Cluster(
+        (0..cluster.ports.len()).map(|i| cluster.url(i)).collect(),
+    );
+    c
 }
 
 pub async fn serve(config: Config) -> RunningServer {
@@ -314,12 +325,21 @@ impl Socket {
 
 /// Polls `check` until it is true (for state that has no event to await,
 /// e.g. keys a background task writes), up to 10 s.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    eventually_within(what, Duration::from_secs(10), check).await
+}
+
+/// [`eventually`] with another limit.
+pub async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
     while !check().await {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -327,4 +347,42 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// One page of `/api/messages` (asserts 200).
+pub async fn page(
+    c: &mut Client,
+    room: &str,
+    before: Option<&str>,
+    limit: Option<&str>,
+) -> redis_chat::protocol::MessagePage {
+    let mut q = vec![("room_id", room)];
+    if let Some(b) = before {
+        q.push(("before", b));
+    }
+    if let Some(l) = limit {
+        q.push(("limit", l));
+    }
+    let r = c.get(&format!("/api/messages?{}", query(&q))).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    serde_json::from_value(r.body).unwrap()
+}
+
+/// `/api/rooms` (asserts 200).
+pub async fn rooms(c: &mut Client) -> Vec<redis_chat::protocol::RoomSummary> {
+    let r = c.get("/api/rooms").await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    serde_json::from_value(r.body).unwrap()
+}
+
+/// Opens the private room with `other` (asserts 200).
+pub async fn open_private(
+    c: &mut Client,
+    other: &redis_chat::protocol::User,
+) -> redis_chat::protocol::RoomSummary {
+    let r = c
+        .post("/api/private_room", &[("user_id", &other.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    serde_json::from_value(r.body).unwrap()
 }

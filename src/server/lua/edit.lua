@@ -1,7 +1,8 @@
 -- Edits or deletes a message of its own sender, and publishes the result.
 -- KEYS: room stream, room edits hash, sender's rate key.
 -- ARGV: message id, user id, new text, '1' to delete, channel, server id,
---       room id, rate count (0 = none), rate window ms.
+--       room id, rate count (0 = none), rate window ms, publish command
+--       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster).
 -- Returns {1, edited ms}, {0} not found / already deleted, {3} not the
 -- sender's, {2, retry ms} rate limited.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -32,5 +33,5 @@ else
   redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({message = ARGV[3], editedMs = now}))
   data['message'] = ARGV[3]
 end
-redis.call('PUBLISH', ARGV[5], cjson.encode({serverId = ARGV[6], type = 'message.updated', data = data}))
+redis.call(ARGV[10], ARGV[5], cjson.encode({serverId = ARGV[6], type = 'message.updated', data = data}))
 return {1, now}

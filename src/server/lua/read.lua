@@ -2,7 +2,8 @@
 -- the user's sockets (and the other member of a private room).
 -- KEYS: room read hash, room stream.
 -- ARGV: user id, message id or '+' (= the newest), channel, server id,
---       room id, partner id ('' = none), publish ('1'/'0').
+--       room id, partner id ('' = none), publish ('1'/'0'), publish command
+--       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster).
 -- Returns the stored id, or false when nothing moved.
 local function parse(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
@@ -34,7 +35,7 @@ redis.call('HSET', KEYS[1], ARGV[1], id)
 if ARGV[7] == '1' then
   local to = {tonumber(ARGV[1])}
   if ARGV[6] ~= '' then table.insert(to, tonumber(ARGV[6])) end
-  redis.call('PUBLISH', ARGV[3], cjson.encode({
+  redis.call(ARGV[8], ARGV[3], cjson.encode({
     serverId = ARGV[4], type = 'read', to = to,
     data = {roomId = ARGV[5], id = id, userId = tonumber(ARGV[1])}}))
 end

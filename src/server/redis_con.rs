@@ -1,0 +1,384 @@
+//! One connection type for a single Redis and for a Redis Cluster.
+//!
+//! [`RedisCon`] implements `redis::aio::ConnectionLike` by delegation, so
+//! `AsyncCommands`, pipelines and scripts work on both. What differs is
+//! what a cluster forbids:
+//!
+//! - A pipeline (atomic or not) must stay within one hash slot: redis-rs
+//!   sends the whole pipeline to the node of its first key. Operations that
+//!   span slots go through [`RedisCon::batch`] (independent reads and
+//!   writes) or [`RedisCon::in_order`] (writes whose order matters).
+//! - A Lua script's KEYS must share a slot. Every script here keeps to one
+//!   room (`room:{ROOM}:…`) or to `{online_users}`.
+//! - `SCAN` covers one node: [`RedisCon::scan_keys`] scans every primary.
+//! - Scripts: `ScriptInvocation::invoke_async` sends `EVALSHA` to the key's
+//!   node and on `NOSCRIPT` loads the script there (redis-rs routes
+//!   `SCRIPT LOAD` to every primary) and retries, so a node that restarted
+//!   with an empty script cache costs one extra round trip, not an error.
+//!   Within a single-slot pipeline, `load_script` travels with the
+//!   `EVALSHA` to the same node.
+//!
+//! `PUBLISH` works unchanged: a cluster propagates it to every node over the
+//! cluster bus, so the hub's one `SUBSCRIBE` on any node sees every event.
+
+use super::config::RedisSource;
+use redis::{
+    aio::{ConnectionLike, ConnectionManager},
+    cluster_async::ClusterConnection,
+    cluster_routing::{RoutingInfo, SingleNodeRoutingInfo},
+    Cmd, RedisFuture, RedisResult, Script, ScriptInvocation, Value,
+};
+use std::time::Duration;
+
+/// The shared multiplexed connection (cheap to clone).
+#[derive(Clone)]
+pub enum RedisCon {
+    /// One Redis (or a proxy that looks like one), reconnecting by itself.
+    Single(ConnectionManager),
+    /// A Redis Cluster: commands are routed by slot, `MOVED`/`ASK` are
+    /// followed and the slot map is refreshed by redis-rs.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for RedisCon {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// One operation of a [`RedisCon::batch`]: a command, or a script call.
+pub enum Op {
+    Cmd(Cmd),
+    Script(&'static Script, ScriptInvocation<'static>),
+}
+
+impl From<Cmd> for Op {
+    fn from(cmd: Cmd) -> Self {
+        Self::Cmd(cmd)
+    }
+}
+
+/// Replies of a batch as one value (a tuple or a `Vec`).
+pub fn from_values<T: redis::FromRedisValue>(values: Vec<Value>) -> RedisResult<T> {
+    Ok(redis::from_redis_value(Value::Array(values))?)
+}
+
+/// Where a Redis source is, as connection URLs (one, or the cluster's seed
+/// nodes).
+pub fn urls(source: &RedisSource, embedded_url: Option<&str>) -> Vec<String> {
+    match source {
+        RedisSource::Url(url) => vec![url.clone()],
+        RedisSource::Cluster(nodes) => nodes.clone(),
+        RedisSource::Embedded { .. } => embedded_url.map(str::to_string).into_iter().collect(),
+    }
+}
+
+/// Timeouts of the shared connection.
+#[derive(Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub response: Duration,
+}
+
+/// Connects once (no waiting for Redis to come up: callers retry).
+pub async fn connect(cluster: bool, urls: &[String], t: Timeouts) -> RedisResult<RedisCon> {
+    if cluster {
+        let client = redis::cluster::ClusterClient::builder(urls.to_vec())
+            .connection_timeout(t.connect)
+            .response_timeout(t.response)
+            .retries(3)
+            .max_retry_wait(1000)
+            .build()?;
+        Ok(RedisCon::Cluster(client.get_async_connection().await?))
+    } else {
+        let url = urls.first().map(String::as_str).unwrap_or_default();
+        let client = redis::Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(t.connect))
+            .set_response_timeout(Some(t.response))
+            .set_max_delay(Duration::from_secs(2));
+        Ok(RedisCon::Single(
+            ConnectionManager::new_with_config(client, config).await?,
+        ))
+    }
+}
+
+/// The cluster connection of the sharded subscriptions: RESP3, every
+/// shard-channel message pushed to `pushes`. redis-rs subscribes again by
+/// itself after a reconnect, a failover or `MOVED`.
+pub async fn sharded_subscriber(
+    urls: &[String],
+    t: Timeouts,
+    pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+) -> RedisResult<ClusterConnection> {
+    redis::cluster::ClusterClient::builder(urls.to_vec())
+        .connection_timeout(t.connect)
+        .response_timeout(t.response)
+        .retries(3)
+        .max_retry_wait(1000)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?
+        .get_async_connection()
+        .await
+}
+
+impl RedisCon {
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Self::Cluster(_))
+    }
+
+    /// Runs independent operations that may touch different slots and
+    /// returns one reply per operation. On a single Redis: one pipelined
+    /// round trip (scripts loaded first, a no-op when cached). On a
+    /// cluster: all at once, each routed to its slot's node (the cluster
+    /// connection multiplexes them, so this is about one round trip per
+    /// node involved). Not atomic in either case: callers only batch
+    /// operations that are correct in any order.
+    pub async fn batch(&self, ops: Vec<Op>) -> RedisResult<Vec<Value>> {
+        if ops.is_empty() {
+            return Ok(vec![]);
+        }
+        match self {
+            Self::Single(c) => {
+                let mut pipe = redis::pipe();
+                let mut loaded: Vec<&str> = Vec::new();
+                for op in &ops {
+                    if let Op::Script(script, _) = op {
+                        if !loaded.contains(&script.get_hash()) {
+                            loaded.push(script.get_hash());
+                            pipe.load_script(script).ignore();
+                        }
+                    }
+                }
+                for op in &ops {
+                    match op {
+                        Op::Cmd(cmd) => pipe.add_command(cmd.clone()),
+                        Op::Script(_, invocation) => pipe.invoke_script(invocation),
+                    };
+                }
+                pipe.query_async(&mut c.clone()).await
+            }
+            Self::Cluster(c) => {
+                let calls = ops.into_iter().map(|op| {
+                    let mut con = c.clone();
+                    async move {
+                        match op {
+                            Op::Cmd(cmd) => cmd.query_async::<Value>(&mut con).await,
+                            Op::Script(_, invocation) => invocation.invoke_async(&mut con).await,
+                        }
+                    }
+                });
+                futures::future::try_join_all(calls).await
+            }
+        }
+    }
+
+    /// Runs writes in the given order. On a single Redis they are one
+    /// `MULTI`/`EXEC`. On a cluster they span slots, so they run one after
+    /// another and stop at the first error: callers order them so that
+    /// every prefix leaves the data consistent (see each caller).
+    pub async fn in_order(&self, cmds: Vec<Cmd>) -> RedisResult<()> {
+        match self {
+            Self::Single(c) => {
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for cmd in cmds {
+                    pipe.add_command(cmd).ignore();
+                }
+                pipe.query_async::<()>(&mut c.clone()).await
+            }
+            Self::Cluster(c) => {
+                let mut con = c.clone();
+                for cmd in cmds {
+                    cmd.query_async::<()>(&mut con).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Every key matching `pattern` (and of type `kind`, if given): on a
+    /// cluster, on every primary.
+    pub async fn scan_keys(&self, pattern: &str, kind: Option<&str>) -> RedisResult<Vec<String>> {
+        let scan = |cursor: u64| {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000);
+            if let Some(kind) = kind {
+                cmd.arg("TYPE").arg(kind);
+            }
+            cmd
+        };
+        let mut keys = Vec::new();
+        match self {
+            Self::Single(c) => {
+                let mut con = c.clone();
+                let mut cursor = 0u64;
+                loop {
+                    let (next, batch): (u64, Vec<String>) =
+                        scan(cursor).query_async(&mut con).await?;
+                    keys.extend(batch);
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+            }
+            Self::Cluster(c) => {
+                let mut con = c.clone();
+                for (host, port) in self.primaries().await? {
+                    let mut cursor = 0u64;
+                    loop {
+                        let reply = con
+                            .route_command(
+                                scan(cursor),
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host: host.clone(),
+                                    port,
+                                }),
+                            )
+                            .await?;
+                        let (next, batch): (u64, Vec<String>) = redis::from_redis_value(reply)?;
+                        keys.extend(batch);
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The cluster's reachable primaries, `(host, port)`, from
+    /// `CLUSTER NODES` (empty for a single Redis).
+    pub async fn primaries(&self) -> RedisResult<Vec<(String, u16)>> {
+        let Self::Cluster(c) = self else {
+            return Ok(vec![]);
+        };
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut c.clone())
+            .await?;
+        Ok(parse_primaries(&text))
+    }
+}
+
+/// `seed` (a node URL, with its scheme, user, password and options) for
+/// another node: how the subscriber reaches primaries that were not listed.
+pub fn url_for_node(seed: &str, host: &str, port: u16) -> Option<String> {
+    let (scheme, rest) = seed.split_once("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let user = match authority.rfind('@') {
+        Some(i) => &authority[..=i],
+        None => "",
+    };
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Some(format!("{scheme}://{user}{host}:{port}{path}"))
+}
+
+/// Where the subscriber may connect: the configured nodes, then every
+/// primary the cluster reports (so that listing one node is enough to
+/// survive its failure).
+pub async fn subscriber_candidates(seeds: &[String], con: &RedisCon) -> Vec<String> {
+    let mut all: Vec<String> = seeds.to_vec();
+    if let (Some(seed), Ok(primaries)) = (seeds.first(), con.primaries().await) {
+        for (host, port) in primaries {
+            if let Some(url) = url_for_node(seed, &host, port) {
+                if !all.contains(&url) {
+                    all.push(url);
+                }
+            }
+        }
+    }
+    all
+}
+
+/// `(host, port)` of every primary not flagged failing in a
+/// `CLUSTER NODES` reply.
+pub fn parse_primaries(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _id = fields.next()?;
+            let addr = fields.next()?;
+            let flags = fields.next()?;
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
+                return None;
+            }
+            // ip:port@cport[,hostname]
+            let addr = addr.split('@').next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+            Some((host.to_string(), port))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_urls_keep_credentials_and_options() {
+        assert_eq!(
+            url_for_node("rediss://u:p@10.0.0.1:7000/?protocol=3", "10.0.0.2", 7001).as_deref(),
+            Some("rediss://u:p@10.0.0.2:7001/?protocol=3")
+        );
+        assert_eq!(
+            url_for_node("redis://h:1", "::1", 7002).as_deref(),
+            Some("redis://[::1]:7002")
+        );
+        assert_eq!(url_for_node("nonsense", "h", 1), None);
+    }
+
+    #[test]
+    fn primaries_from_cluster_nodes() {
+        let text = "\
+a1 127.0.0.1:7001@17001 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7002@17002 master - 0 0 2 connected 5461-10922
+c3 127.0.0.1:7003@17003 master,fail - 0 0 3 disconnected 10923-16383
+d4 127.0.0.1:7004@17004 slave b2 0 0 2 connected
+e5 :0@0 master,noaddr - 0 0 0 disconnected
+";
+        assert_eq!(
+            parse_primaries(text),
+            vec![("127.0.0.1".into(), 7001), ("127.0.0.1".into(), 7002)]
+        );
+    }
+}
