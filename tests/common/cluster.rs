@@ -294,7 +294,12 @@ fn spawn_redis(port: u16, dir: &std::path::Path, cluster: bool) -> Child {
             .args(["--cluster-config-file", "nodes.conf"])
             .args(["--cluster-node-timeout", "3000"])
             // The other shards keep serving while one master is down.
-            .args(["--cluster-require-full-coverage", "no"]);
+            .args(["--cluster-require-full-coverage", "no"])
+            // A reply only after the write is fsynced. With `everysec`
+            // Redis postpones the write (up to 2 s) while a background
+            // fsync lags, yet still replies, so a SIGKILL can lose
+            // acknowledged writes on a busy disk: seen here.
+            .args(["--appendfsync", "always"]);
     }
     // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
     unsafe {
