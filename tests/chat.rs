@@ -841,3 +841,39 @@ async fn a_rolling_restart_of_two_instances_loses_nothing() {
     one.shutdown().await;
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn history_max_per_room_trims_the_oldest_messages() {
+    let redis = TestRedis::start().await;
+    let mut cfg = config(&redis);
+    cfg.history_max_per_room = 20;
+    let server = serve(cfg).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    for i in 0..300 {
+        s.say("0", &format!("m{i}"), &format!("n{i}")).await;
+        s.wait_message(&format!("m{i}")).await;
+    }
+    // `MAXLEN ~ 20` drops whole stream nodes (100 entries each): at least
+    // 20 stay, and at most about a node more.
+    let mut con = redis.con().await;
+    let len: usize = con.xlen("room:{0}:stream").await.unwrap();
+    assert!((20..=120).contains(&len), "{len} messages kept");
+    // History pages over what is left, newest first, and ends.
+    let mut kept = Vec::new();
+    let mut before: Option<String> = None;
+    loop {
+        let p = page(&mut a, "0", before.as_deref(), Some("50")).await;
+        kept.splice(0..0, p.messages.iter().map(|m| m.message.clone()));
+        match p.next {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(kept.len(), len);
+    let expected: Vec<String> = (300 - len..300).map(|i| format!("m{i}")).collect();
+    assert_eq!(kept, expected);
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -558,3 +558,87 @@ async fn a_room_moved_to_another_shard_keeps_its_history_and_its_subscriptions()
     one.shutdown().await;
     two.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_single_redis_moves_to_a_cluster_with_redis_cli_import() {
+    // A deployment on one Redis: the original demo's history, and users,
+    // rooms, messages, edits and sessions written by redis-chat.
+    let single = common::cluster::PlainRedis::start().await;
+    let mut con = redis::Client::open(single.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = con
+        .zadd(
+            "room:0",
+            r#"{"from": 1, "date": 1615480369, "message": "from the demo", "roomId": "0"}"#,
+            1615480369,
+        )
+        .await
+        .unwrap();
+    let old = serve(redis_chat::server::config::Config::for_tests(&single.url())).await;
+    let mut a = Client::new(&old);
+    a.register("alice").await;
+    let mut b = Client::new(&old);
+    let bob = b.register("bob").await;
+    let room = open_private(&mut a, &bob).await;
+    let mut s = a.socket().await;
+    s.say(&room.id, "before the move", "m1").await;
+    let sent = s.wait_message("before the move").await;
+    s.send_json(json!({"type":"edit","data":{"roomId": room.id, "id": sent.id, "message": "edited before"}}))
+        .await;
+    s.wait_for(|f| matches!(f, ServerFrame::MessageUpdated(_)).then_some(()))
+        .await;
+    s.close().await;
+    old.shutdown().await;
+
+    // The documented move: redis-cli copies every key into the cluster.
+    let cluster = TestCluster::start().await;
+    let out = tokio::process::Command::new("redis-cli")
+        .args(["--cluster", "import"])
+        .arg(format!("127.0.0.1:{}", cluster.ports[0]))
+        .arg("--cluster-from")
+        .arg(format!("127.0.0.1:{}", single.port))
+        .arg("--cluster-copy")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Everything works on the cluster: the session made before the move,
+    // sign-in, rooms, the edited message, the demo's history.
+    let one = serve(cluster_config(&cluster)).await;
+    a.base = format!("http://{}", one.addr);
+    assert_eq!(a.get("/api/me").await.status, 200, "the old session");
+    b.base = a.base.clone();
+    b.cookie = None;
+    assert_eq!(b.login("bob", "password123").await.status, 200);
+    let listed = rooms(&mut b).await;
+    let private = listed.iter().find(|r| r.id == room.id).unwrap();
+    assert_eq!(
+        private.last_message.as_ref().unwrap().message,
+        "edited before"
+    );
+    let general: Vec<String> = page(&mut b, "0", None, Some("10"))
+        .await
+        .messages
+        .into_iter()
+        .map(|m| m.message)
+        .collect();
+    assert_eq!(general, ["from the demo"]);
+    // And it goes on: a new user and live messages.
+    let mut c = Client::new(&one);
+    c.register("carol").await;
+    let mut bs = b.socket().await;
+    shard_subscribed(&cluster, &room.id, 1).await;
+    let mut as_ = a.socket().await;
+    as_.say(&room.id, "after the move", "m2").await;
+    bs.wait_message("after the move").await;
+    one.shutdown().await;
+}

@@ -55,12 +55,13 @@ impl Ctx {
         match redis_con::connect(cluster, &urls, timeouts).await {
             Ok(con) => {
                 let server_id: Arc<str> = format!("cli-{}", random_hex()).into();
-                let store = Store::new(
+                let mut store = Store::new(
                     con.clone(),
                     config.bcrypt_cost,
                     config.max_message_chars,
                     server_id.clone(),
                 );
+                store.history_max_per_room = config.history_max_per_room;
                 let presence = Presence::spawn(con, server_id, config.presence_ttl);
                 // The runtime has one thread and this task has not yielded
                 // since the spawn, so the heartbeat stops before its first

@@ -34,6 +34,8 @@ pub struct Config {
     pub message_rate: super::limits::MessageRate,
     /// Take the client address from `X-Forwarded-For` (behind a proxy).
     pub trust_proxy: bool,
+    /// Messages kept per room (about: `XADD … MAXLEN ~`); 0 keeps all.
+    pub history_max_per_room: u64,
 }
 
 /// A setting that could not be understood; the message names it.
@@ -64,6 +66,7 @@ impl Config {
             presence_ttl: Duration::from_secs(30),
             message_rate: super::limits::MessageRate::UNLIMITED,
             trust_proxy: false,
+            history_max_per_room: 0,
         }
     }
 
@@ -184,6 +187,7 @@ impl Config {
             presence_ttl: Duration::from_secs(presence_ttl_secs),
             message_rate,
             trust_proxy: flag(&get, "TRUST_PROXY", false)?,
+            history_max_per_room: parse(&get, "HISTORY_MAX_PER_ROOM", 0)?,
         })
     }
 }
@@ -300,6 +304,7 @@ mod tests {
             ("ADDR", "nowhere"),
             ("MSG_RATE_LIMIT", "lots"),
             ("REDIS_CLUSTER_NODES", "nowhere"),
+            ("HISTORY_MAX_PER_ROOM", "-1"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

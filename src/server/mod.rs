@@ -262,6 +262,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         server_id.clone(),
     );
     store.message_rate = config.message_rate;
+    store.history_max_per_room = config.history_max_per_room;
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;

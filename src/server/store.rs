@@ -116,7 +116,9 @@ pub fn unavailable(e: redis::RedisError) -> ApiError {
 /// sender's rate limit is reached (retry in `ms`).
 /// KEYS: stream, nonce key, rate key. ARGV: from, message, server id,
 /// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms,
-/// publish command (`PUBLISH`, or `SPUBLISH` to the room's shard channel).
+/// publish command (`PUBLISH`, or `SPUBLISH` to the room's shard channel),
+/// messages to keep (0 = all; else `MAXLEN ~`: whole stream nodes are
+/// dropped, so a room keeps at least that many and about 100 more).
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -130,7 +132,12 @@ if ARGV[8] ~= '0' then
   if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[9]) end
   if n > tonumber(ARGV[8]) then return {2, tostring(redis.call('PTTL', KEYS[3]))} end
 end
-local id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
+local id
+if ARGV[11] ~= '0' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[11], '*', 'from', ARGV[1], 'message', ARGV[2])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
+end
 if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
 local ms = tonumber(string.match(id, '^(%d+)-'))
 local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
@@ -304,6 +311,8 @@ pub struct Store {
     bcrypt_cost: u32,
     pub max_message_chars: usize,
     pub message_rate: super::limits::MessageRate,
+    /// `HISTORY_MAX_PER_ROOM`: messages kept per room (0 = all).
+    pub history_max_per_room: u64,
     server_id: Arc<str>,
     /// Room events go to per-room shard channels (`SPUBLISH`), not to
     /// [`CHANNEL`]: on a cluster.
@@ -323,6 +332,7 @@ impl Store {
             bcrypt_cost,
             max_message_chars,
             message_rate: super::limits::MessageRate::UNLIMITED,
+            history_max_per_room: 0,
             server_id,
         }
     }
@@ -1015,6 +1025,7 @@ impl Store {
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
             .arg(self.publish_command())
+            .arg(self.history_max_per_room)
             .invoke_async(&mut con)
             .await
             .map_err(|e| {

@@ -88,34 +88,7 @@ impl TestCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        let dir = self.node_dir(i);
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.ports[i].to_string())
-            .args(["--bind", "127.0.0.1"])
-            .args(["--cluster-enabled", "yes"])
-            .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", "3000"])
-            // The other shards keep serving while one master is down.
-            .args(["--cluster-require-full-coverage", "no"])
-            .args(["--appendonly", "yes"])
-            .args(["--save", ""])
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--logfile")
-            .arg(dir.join("redis.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        self.nodes[i] = Some(cmd.spawn().expect("redis-server must be installed"));
+        self.nodes[i] = Some(spawn_redis(self.ports[i], &self.node_dir(i), true));
     }
 
     pub fn url(&self, i: usize) -> String {
@@ -151,17 +124,7 @@ impl TestCluster {
     }
 
     async fn wait_answers(&self, i: usize) {
-        let what = format!("node {} answers PING", self.ports[i]);
-        eventually_within(&what, CLUSTER_WAIT, || async {
-            match self.node_con(i).await {
-                Ok(mut c) => redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok(),
-                Err(_) => false,
-            }
-        })
-        .await;
+        wait_ping(self.url(i)).await;
     }
 
     /// Waits until every node says `cluster_state:ok` with all slots served.
@@ -305,6 +268,103 @@ impl TestCluster {
         self.spawn(i);
         self.wait_answers(i).await;
         self.wait_ok().await;
+    }
+}
+
+/// A `redis-server` on loopback port `port` with AOF in `dir`; with
+/// `cluster`, as a cluster node. Killed by the kernel with the test
+/// process (`PR_SET_PDEATHSIG`).
+fn spawn_redis(port: u16, dir: &std::path::Path, cluster: bool) -> Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = Command::new("redis-server");
+    cmd.arg("--port")
+        .arg(port.to_string())
+        .args(["--bind", "127.0.0.1"])
+        .args(["--appendonly", "yes"])
+        .args(["--save", ""])
+        .arg("--dir")
+        .arg(dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if cluster {
+        cmd.args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "3000"])
+            // The other shards keep serving while one master is down.
+            .args(["--cluster-require-full-coverage", "no"])
+            // A reply only after the write is fsynced. With `everysec`
+            // Redis postpones the write (up to 2 s) while a background
+            // fsync lags, yet still replies, so a SIGKILL can lose
+            // acknowledged writes on a busy disk: seen here.
+            .args(["--appendfsync", "always"]);
+    }
+    // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.spawn().expect("redis-server must be installed")
+}
+
+/// Waits until the Redis at `url` answers PING.
+async fn wait_ping(url: String) {
+    eventually_within(&format!("{url} answers PING"), CLUSTER_WAIT, || {
+        let url = url.clone();
+        async move {
+            let Ok(client) = redis::Client::open(url) else {
+                return false;
+            };
+            match client.get_multiplexed_async_connection().await {
+                Ok(mut c) => redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            }
+        }
+    })
+    .await;
+}
+
+/// A single (non-cluster) Redis on a loopback TCP port, as the source of a
+/// `redis-cli --cluster import`.
+pub struct PlainRedis {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl PlainRedis {
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rc-plain-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = free_port_pair(&[]);
+        let child = spawn_redis(port, dir.path(), false);
+        let redis = Self {
+            port,
+            child,
+            _dir: dir,
+        };
+        wait_ping(redis.url()).await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PlainRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
