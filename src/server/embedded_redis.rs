@@ -4,6 +4,7 @@
 //! The child listens only on a unix socket (mode 0700) inside the data
 //! directory — no TCP port to collide with or to expose — and keeps an
 //! append-only file (`appendfsync everysec`) there, so accepted messages
+//! (all but at most the last second or two, see README's fault table)
 //! survive a restart. If the child dies it is restarted with backoff; on
 //! shutdown it gets SIGTERM (Redis then flushes the AOF and exits). If this
 //! process dies first, the kernel sends the child SIGTERM
