@@ -1769,60 +1769,17 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Res<()> {
     if cursors.is_empty() {
         eprintln!("  no --redis-url: paging from the newest message only");
     }
-    let cursors = Arc::new(cursors);
-    let hist = Arc::new(Histogram::new());
-    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]); // ok, failed, bytes
-    let start = Instant::now();
-    let win_start = start + Duration::from_secs_f64(a.warmup);
-    let end = win_start + Duration::from_secs_f64(a.duration);
-    let mut tasks = Vec::new();
-    for (w, acc) in accounts.iter().enumerate() {
-        let (cursors, hist, counters, cookie, addr, limit) = (
-            cursors.clone(),
-            hist.clone(),
-            counters.clone(),
-            acc.cookie.clone(),
-            ctx.addr,
-            a.limit,
-        );
-        tasks.push(tokio::spawn(async move {
-            let mut http = HttpConn::new(addr);
-            let mut rng = Rng((now_ns() ^ ((w as u64 + 1) * 0x9e37_79b9_7f4a_7c15)) | 1);
-            loop {
-                let now = Instant::now();
-                if now >= end {
-                    break;
-                }
-                let path = if cursors.is_empty() {
-                    format!("/api/messages?room_id=0&limit={limit}")
-                } else {
-                    let cur = &cursors[(rng.next() % cursors.len() as u64) as usize];
-                    format!("/api/messages?room_id=0&limit={limit}&before={cur}")
-                };
-                let r = http.request("GET", &path, Some(&cookie), None).await;
-                let measured = now >= win_start;
-                match r {
-                    Ok(r) if r.status == 200 => {
-                        if measured {
-                            hist.record(now.elapsed().as_micros() as u64);
-                            counters[0].fetch_add(1, Relaxed);
-                            counters[2].fetch_add(r.body.len() as u64, Relaxed);
-                        }
-                    }
-                    _ => {
-                        counters[1].fetch_add(1, Relaxed);
-                    }
-                }
-            }
-        }));
-    }
-    tokio::time::sleep_until(win_start.into()).await;
-    let s0 = ctx.sample();
-    tokio::time::sleep_until(end.into()).await;
-    let s1 = ctx.sample();
-    for t in tasks {
-        let _ = t.await;
-    }
+    let cookies = accounts.iter().map(|a| Some(a.cookie.clone())).collect();
+    let limit = a.limit;
+    let (hist, counters, s0, s1) = http_load(ctx, cookies, a.warmup, a.duration, move |rng| {
+        if cursors.is_empty() {
+            format!("/api/messages?room_id=0&limit={limit}")
+        } else {
+            let cur = &cursors[(rng.next() % cursors.len() as u64) as usize];
+            format!("/api/messages?room_id=0&limit={limit}&before={cur}")
+        }
+    })
+    .await;
     let ok = counters[0].load(Relaxed);
     let line = json!({
         "scenario": "history",
@@ -1853,33 +1810,41 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Res<()> {
 
 // ----- server-side rendering ---------------------------------------------------------
 
-async fn ssr(ctx: &Ctx, a: SsrArgs) -> Res<()> {
-    let c = a.connections.max(1);
-    eprintln!(
-        "ssr: GET {} over {c} connection(s), {} s",
-        a.path, a.duration
-    );
+/// One keep-alive connection per entry of `cookies`, each sending `GET
+/// path(rng)` one at a time until the measured window (after `warmup`
+/// seconds, `duration` long) ends. Returns the latency histogram of the
+/// window, its counters (ok, failed, body bytes) and the process samples
+/// at its start and end.
+async fn http_load(
+    ctx: &Ctx,
+    cookies: Vec<Option<String>>,
+    warmup: f64,
+    duration: f64,
+    path: impl Fn(&mut Rng) -> String + Send + Sync + 'static,
+) -> (Arc<Histogram>, Arc<[AtomicU64; 3]>, ProcSample, ProcSample) {
     let hist = Arc::new(Histogram::new());
-    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]); // ok, failed, bytes
+    let counters = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let path = Arc::new(path);
     let start = Instant::now();
-    let win_start = start + Duration::from_secs_f64(a.warmup);
-    let end = win_start + Duration::from_secs_f64(a.duration);
+    let win_start = start + Duration::from_secs_f64(warmup);
+    let end = win_start + Duration::from_secs_f64(duration);
     let mut tasks = Vec::new();
-    for _ in 0..c {
-        let (hist, counters, addr, path) =
-            (hist.clone(), counters.clone(), ctx.addr, a.path.clone());
+    for (w, cookie) in cookies.into_iter().enumerate() {
+        let (hist, counters, path, addr) = (hist.clone(), counters.clone(), path.clone(), ctx.addr);
         tasks.push(tokio::spawn(async move {
             let mut http = HttpConn::new(addr);
+            let mut rng = Rng((now_ns() ^ ((w as u64 + 1) * 0x9e37_79b9_7f4a_7c15)) | 1);
             loop {
                 let now = Instant::now();
                 if now >= end {
                     break;
                 }
-                let r = http.request("GET", &path, None, None).await;
-                let measured = now >= win_start;
+                let r = http
+                    .request("GET", &path(&mut rng), cookie.as_deref(), None)
+                    .await;
                 match r {
                     Ok(r) if r.status == 200 => {
-                        if measured {
+                        if now >= win_start {
                             hist.record(now.elapsed().as_micros() as u64);
                             counters[0].fetch_add(1, Relaxed);
                             counters[2].fetch_add(r.body.len() as u64, Relaxed);
@@ -1899,6 +1864,20 @@ async fn ssr(ctx: &Ctx, a: SsrArgs) -> Res<()> {
     for t in tasks {
         let _ = t.await;
     }
+    (hist, counters, s0, s1)
+}
+
+async fn ssr(ctx: &Ctx, a: SsrArgs) -> Res<()> {
+    let c = a.connections.max(1);
+    eprintln!(
+        "ssr: GET {} over {c} connection(s), {} s",
+        a.path, a.duration
+    );
+    let path = a.path.clone();
+    let (hist, counters, s0, s1) = http_load(ctx, vec![None; c], a.warmup, a.duration, move |_| {
+        path.clone()
+    })
+    .await;
     let ok = counters[0].load(Relaxed);
     let line = json!({
         "scenario": "ssr",

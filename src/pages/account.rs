@@ -2,7 +2,7 @@
 //! everywhere. Both are server-function forms, so they also work without
 //! JavaScript (the server redirects back here, or to `/login`).
 
-use crate::api::{me, ApiError, ChangePassword, LogoutAll};
+use crate::api::{ApiError, ChangePassword, LogoutAll};
 use crate::protocol::{codes, User};
 use leptos::html::{Form, Input};
 use leptos::prelude::*;
@@ -14,18 +14,7 @@ const MIN_PASSWORD_CHARS: usize = 8;
 /// The page: signed out, it sends the visitor to `/login`.
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    // Blocking, as on the chat page: a signed-out visitor gets a real 302.
-    let me = Resource::new_blocking(
-        || (),
-        |_| async {
-            let user = me().await;
-            #[cfg(feature = "ssr")]
-            if matches!(&user, Err(e) if e.code == codes::UNAUTHORIZED) {
-                leptos_axum::redirect("/login");
-            }
-            user
-        },
-    );
+    let me = super::signed_in_user();
     view! {
         <main class="login-page account-page">
             <Suspense fallback=|| view! { <p class="loading-text">"Loading…"</p> }>

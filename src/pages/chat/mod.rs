@@ -15,7 +15,7 @@ mod rooms;
 mod state;
 pub mod text;
 
-use crate::api::{me, Logout};
+use crate::api::Logout;
 use crate::protocol::{codes, User};
 use conversation::Conversation;
 use leptos::prelude::*;
@@ -26,20 +26,7 @@ use state::{tab_title, Chat};
 /// The chat page: signed out, it sends the visitor to `/login`.
 #[component]
 pub fn ChatPage() -> impl IntoView {
-    // Blocking: the response waits for it, so that a signed-out visitor
-    // gets a real 302 (set here, before the headers go out, whatever the
-    // route's streaming mode; `<Redirect>` below covers the browser side).
-    let me = Resource::new_blocking(
-        || (),
-        |_| async {
-            let user = me().await;
-            #[cfg(feature = "ssr")]
-            if matches!(&user, Err(e) if e.code == codes::UNAUTHORIZED) {
-                leptos_axum::redirect("/login");
-            }
-            user
-        },
-    );
+    let me = crate::pages::signed_in_user();
     view! {
         <Suspense fallback=|| {
             view! {
