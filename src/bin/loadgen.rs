@@ -1780,7 +1780,6 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Res<()> {
         }
     })
     .await;
-    let ok = counters[0].load(Relaxed);
     let line = json!({
         "scenario": "history",
         "connections": c,
@@ -1788,13 +1787,35 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Res<()> {
         "room_messages": room_len,
         "seed_s": round3(seed_secs),
         "duration_s": a.duration,
+    });
+    ctx.emit(page_load_line(line, a.duration, &hist, &counters, &s0, &s1));
+    Ok(())
+}
+
+// ----- server-side rendering ---------------------------------------------------------
+
+/// Completes a scenario's JSON line with what [`http_load`] measured
+/// (pages, failures, pages/s, page size, latency, CPU) and prints a summary.
+fn page_load_line(
+    mut line: serde_json::Value,
+    duration: f64,
+    hist: &Histogram,
+    counters: &[AtomicU64; 3],
+    s0: &ProcSample,
+    s1: &ProcSample,
+) -> serde_json::Value {
+    let ok = counters[0].load(Relaxed);
+    let measured = json!({
         "pages": ok,
         "failed": counters[1].load(Relaxed),
-        "pages_per_s": round3(ok as f64 / a.duration),
+        "pages_per_s": round3(ok as f64 / duration),
         "avg_page_bytes": counters[2].load(Relaxed).checked_div(ok).unwrap_or(0),
         "latency_ms": hist.summary_ms(),
-        "cpu": s0.delta(&s1, ok),
+        "cpu": s0.delta(s1, ok),
     });
+    if let (Some(line), serde_json::Value::Object(measured)) = (line.as_object_mut(), measured) {
+        line.extend(measured);
+    }
     eprintln!(
         "  {:.0} pages/s, latency p50 {} p99 {} max {} ms, {} failed, server {} µs/page",
         line["pages_per_s"].as_f64().unwrap_or(0.0),
@@ -1804,11 +1825,8 @@ async fn history(ctx: &Ctx, a: HistoryArgs) -> Res<()> {
         line["failed"],
         line["cpu"]["server"]["cpu_us_per_unit"]
     );
-    ctx.emit(line);
-    Ok(())
+    line
 }
-
-// ----- server-side rendering ---------------------------------------------------------
 
 /// One keep-alive connection per entry of `cookies`, each sending `GET
 /// path(rng)` one at a time until the measured window (after `warmup`
@@ -1878,29 +1896,13 @@ async fn ssr(ctx: &Ctx, a: SsrArgs) -> Res<()> {
         path.clone()
     })
     .await;
-    let ok = counters[0].load(Relaxed);
     let line = json!({
         "scenario": "ssr",
         "path": a.path,
         "connections": c,
         "duration_s": a.duration,
-        "pages": ok,
-        "failed": counters[1].load(Relaxed),
-        "pages_per_s": round3(ok as f64 / a.duration),
-        "avg_page_bytes": counters[2].load(Relaxed).checked_div(ok).unwrap_or(0),
-        "latency_ms": hist.summary_ms(),
-        "cpu": s0.delta(&s1, ok),
     });
-    eprintln!(
-        "  {:.0} pages/s, latency p50 {} p99 {} max {} ms, {} failed, server {} µs/page",
-        line["pages_per_s"].as_f64().unwrap_or(0.0),
-        line["latency_ms"]["p50"],
-        line["latency_ms"]["p99"],
-        line["latency_ms"]["max"],
-        line["failed"],
-        line["cpu"]["server"]["cpu_us_per_unit"]
-    );
-    ctx.emit(line);
+    ctx.emit(page_load_line(line, a.duration, &hist, &counters, &s0, &s1));
     Ok(())
 }
 
