@@ -37,8 +37,8 @@ pub fn client_ip(state: &AppState) -> Option<std::net::IpAddr> {
     }
     parts
         .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<axum::extract::ConnectInfo<super::wire::Peer>>()
+        .map(|c| c.0.addr.ip())
 }
 
 /// The request's session token, if any.

@@ -12,18 +12,26 @@
 //! member (`shards.rs`); events about users (presence, `show.room`) still
 //! come from `MESSAGES`.
 //!
-//! One task owns the index `user → sockets`; nothing on the delivery path
-//! takes a lock. Each event is turned into its client frame once and the
-//! same bytes (`Utf8Bytes`, reference-counted) are queued to every target
-//! socket. Queues are bounded: a socket that falls too far behind is
-//! dropped (close 1013) instead of growing memory.
+//! One task owns the index `user → sockets`. Each event is turned into its
+//! complete WebSocket frame once (`wire::text_frame`) and the hub writes
+//! the same bytes (`Bytes`, reference-counted) to every target socket
+//! itself, with one non-blocking write each (`outbox.rs`): delivering to
+//! an idle socket wakes no task. Backlogs are bounded: a socket that falls
+//! too far behind is dropped (close 1013) instead of growing memory.
+//!
+//! The hub also pings every socket every [`PING_EVERY`] (one shared frame)
+//! and closes those silent for [`IDLE_LIMIT`], so a socket has no timer of
+//! its own.
 
+use super::outbox::Outbox;
 use super::presence::Presence;
 use super::redis_con::{self, RedisCon};
 use super::shards::{Report, Shards};
 use super::store::{Store, CHANNEL};
+use super::wire;
+use super::ws::close;
 use crate::protocol::{private_room_members, Envelope, ServerFrame, User, UserId, GENERAL_ROOM_ID};
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use futures::StreamExt;
 use std::{
     collections::HashMap,
@@ -33,18 +41,16 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
-/// Frames a socket may have queued before it counts as too slow.
-pub const SOCKET_QUEUE: usize = 512;
+/// A ping every 15 s keeps proxies from closing idle sockets; a peer silent
+/// for 45 s (no frame, no pong) is dropped, so a dead one goes within a minute.
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+pub const IDLE_LIMIT: Duration = Duration::from_secs(45);
 
 /// What a WebSocket task gets when it joins the hub.
 pub struct SocketLink {
     pub id: u64,
-    /// Frames to write, in order.
-    pub frames: mpsc::Receiver<Utf8Bytes>,
-    /// Signalled when the hub dropped this socket for being too slow.
-    pub kicked: Arc<Notify>,
     /// Fires once the hub receives the events of all the user's rooms (at
     /// once on a single Redis; on a cluster, when the rooms' shard
     /// channels are subscribed). A resume waits for it before it reads the
@@ -54,8 +60,7 @@ pub struct SocketLink {
 
 struct LocalSocket {
     id: u64,
-    tx: mpsc::Sender<Utf8Bytes>,
-    kicked: Arc<Notify>,
+    out: Arc<Outbox>,
 }
 
 enum Command {
@@ -128,27 +133,16 @@ impl Hub {
         Ok(Self { commands, shared })
     }
 
-    /// Registers a socket of `user`.
-    pub fn join(&self, user: &User) -> SocketLink {
+    /// Registers a socket of `user`; the hub writes its frames to `out`.
+    pub fn join(&self, user: &User, out: Arc<Outbox>) -> SocketLink {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, frames) = mpsc::channel(SOCKET_QUEUE);
-        let kicked = Arc::new(Notify::new());
         let (ready_tx, ready) = oneshot::channel();
         let _ = self.commands.send(Command::Join(
             user.clone(),
-            LocalSocket {
-                id,
-                tx,
-                kicked: kicked.clone(),
-            },
+            LocalSocket { id, out },
             ready_tx,
         ));
-        SocketLink {
-            id,
-            frames,
-            kicked,
-            ready,
-        }
+        SocketLink { id, ready }
     }
 
     /// Unregisters a socket.
@@ -266,7 +260,21 @@ async fn run(
     shared: Arc<Shared>,
 ) {
     let mut by_user: HashMap<UserId, Vec<LocalSocket>> = HashMap::new();
-    while let Some(command) = commands.recv().await {
+    let ping = wire::encode_frame(wire::opcode::PING, b"");
+    let mut ping_timer = tokio::time::interval(PING_EVERY);
+    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping_timer.tick().await;
+    loop {
+        let command = tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => command,
+                None => return,
+            },
+            _ = ping_timer.tick() => {
+                ping_all(&by_user, &ping);
+                continue;
+            }
+        };
         match command {
             Command::Join(user, socket, ready) => {
                 let sockets = by_user.entry(user.id).or_default();
@@ -334,7 +342,7 @@ async fn run(
                 let mut too_slow = Vec::new();
                 for m in missed {
                     if let Ok(text) = serde_json::to_string(&ServerFrame::Message(m)) {
-                        too_slow.extend(deliver(&by_user, &Utf8Bytes::from(text), &targets));
+                        too_slow.extend(deliver(&by_user, &wire::text_frame(&text), &targets));
                     }
                 }
                 drop_slow(&mut by_user, &presence, &shared, &mut shards, too_slow);
@@ -346,17 +354,28 @@ async fn run(
     }
 }
 
-/// Queues `frame` to the sockets of `targets`; returns the sockets whose
-/// queue was full.
+/// Pings every socket; closes those silent for too long.
+fn ping_all(by_user: &HashMap<UserId, Vec<LocalSocket>>, ping: &Bytes) {
+    for s in by_user.values().flatten() {
+        if s.out.silent_for() > IDLE_LIMIT {
+            s.out.close(close::POLICY, "idle");
+        } else {
+            s.out.direct(ping.clone());
+        }
+    }
+}
+
+/// Writes `frame` to the sockets of `targets`; returns the sockets whose
+/// backlog was full.
 fn deliver(
     by_user: &HashMap<UserId, Vec<LocalSocket>>,
-    frame: &Utf8Bytes,
+    frame: &Bytes,
     targets: &Targets,
 ) -> Vec<(UserId, u64)> {
     let mut too_slow = Vec::new();
     let mut send = |user: UserId, sockets: &Vec<LocalSocket>| {
         for s in sockets {
-            if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(frame.clone()) {
+            if !s.out.live(frame) {
                 too_slow.push((user, s.id));
             }
         }
@@ -388,7 +407,7 @@ fn drop_slow(
             .and_then(|v| v.iter().find(|s| s.id == id))
         {
             tracing::info!(user, socket = id, "dropping a socket that cannot keep up");
-            s.kicked.notify_one();
+            s.out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
         }
         remove(by_user, presence, shared, shards, user, id);
     }
@@ -442,8 +461,8 @@ fn room_targets(room: &str) -> Option<Targets> {
 
 /// A published event, decoded once.
 struct Event {
-    /// The client frame, rendered once.
-    frame: Utf8Bytes,
+    /// The client frame, rendered and framed once.
+    frame: Bytes,
     targets: Targets,
     /// What the sharded subscriptions need to know about it.
     about: About,
@@ -499,7 +518,7 @@ fn decode(payload: &[u8]) -> Option<Event> {
     };
     let text = serde_json::to_string(&envelope.frame).ok()?;
     Some(Event {
-        frame: Utf8Bytes::from(text),
+        frame: wire::text_frame(&text),
         targets,
         about,
     })
@@ -514,10 +533,9 @@ mod tests {
         let general = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"0","from":1,"date":1,"dateMs":1000,"message":"hi"}}"#;
         let Event { frame, targets, .. } = decode(general).unwrap();
         assert_eq!(targets, Targets::Everyone);
-        assert!(frame
-            .as_str()
-            .starts_with(r#"{"type":"message","data":{"id":"1-0""#));
-        assert!(!frame.as_str().contains("serverId"));
+        let json = std::str::from_utf8(wire::payload_of(&frame)).unwrap();
+        assert!(json.starts_with(r#"{"type":"message","data":{"id":"1-0""#));
+        assert!(!json.contains("serverId"));
 
         let private = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"2:5","from":2,"date":1,"message":"hi"}}"#;
         assert_eq!(decode(private).unwrap().targets, Targets::Users(vec![2, 5]));

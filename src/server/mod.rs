@@ -13,11 +13,13 @@ pub mod embedded_redis;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod outbox;
 pub mod presence;
 pub mod redis_con;
 pub mod session;
 pub mod shards;
 pub mod store;
+pub mod wire;
 pub mod ws;
 
 #[cfg(test)]
@@ -303,18 +305,11 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let router = http::router(state.clone());
     let mut stop = shutdown_rx;
     let serve = tokio::spawn(async move {
-        // TCP_NODELAY: responses and WebSocket frames go out as written.
-        // With Nagle's algorithm a small write behind an unacknowledged one
-        // waits for the peer's delayed ACK (~40 ms on Linux): measured as a
-        // 40-48 ms p99 on `GET /login` over keep-alive connections.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        });
+        // `ChatListener` sets TCP_NODELAY and gives every request a handle
+        // to its stream (`wire::Peer`), which the WebSocket upgrade keeps.
         let result = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            wire::ChatListener(listener),
+            router.into_make_service_with_connect_info::<wire::Peer>(),
         )
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|down| *down).await;

@@ -4,44 +4,34 @@
 //! sends an `Origin`, the site's own origin or one of `ALLOWED_ORIGINS`
 //! (403) — so another site cannot open a socket with the user's cookie.
 //!
-//! Each socket is two tasks: the reader checks and stores what the client
-//! sends (`store.rs` publishes it), the writer drains the socket's hub
-//! queue, batching frames into one flush, pinging idle peers and closing
-//! with the right code (1001 shutdown, 1009 too big, 1013 too slow).
+//! Each socket is one task ([`serve_socket`]). It reads and checks what the
+//! client sends (`store.rs` stores and publishes it) and writes out its
+//! socket's backlog when the kernel could not take a frame at once. Live
+//! frames do not pass through it: the hub writes them (`outbox.rs`). It
+//! closes with the right code (1001 shutdown, 1002 protocol error, 1007
+//! bad text, 1008 idle, 1009 too big, 1013 too slow).
 
+use super::outbox::Outbox;
 use super::store::{parse_cursor, SendOutcome};
+use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
 use super::{session, AppState};
 use crate::protocol::{
     codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, Typing,
     User, MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM, TYPING_RESEND_MS,
 };
 use axum::{
-    extract::{
-        ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
-        Query, State, WebSocketUpgrade,
-    },
-    http::{HeaderMap, StatusCode},
+    body::Body,
+    extract::{ConnectInfo, Query, Request, State},
+    http::{header, HeaderMap, Method, StatusCode},
     response::{IntoResponse, Response},
 };
-use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::sync::{mpsc, oneshot};
-
-/// What the reader hands the writer besides the hub's frames.
-enum Direct {
-    /// A frame for this socket alone (errors, replays).
-    Frame(Utf8Bytes),
-    /// The replay is sent: start writing live frames, skipping those the
-    /// replay already covered (room → last replayed id).
-    Release(BTreeMap<String, String>),
-}
+use tokio::{io::AsyncReadExt, net::TcpStream};
 
 /// How long a socket that asked to hold live frames waits for its
 /// `resume` frame before it gets them anyway.
@@ -49,16 +39,22 @@ const RESUME_WAIT: Duration = Duration::from_secs(5);
 /// How long a resume waits for the room subscriptions of a new socket
 /// (cluster); then it replays anyway.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
-
-/// A ping every 15 s keeps proxies from closing idle sockets; a peer silent
-/// for 45 s (no frame, no pong) is dropped, so a dead one goes within a minute.
-const PING_EVERY: Duration = Duration::from_secs(15);
-const IDLE_LIMIT: Duration = Duration::from_secs(45);
-/// Most frames written per flush.
-const BATCH: usize = 64;
+/// A socket's own frames (replies, replays) wait while more than this is
+/// unwritten, so a replay to a peer that does not read cannot grow memory.
+const DIRECT_HIGH_WATER: usize = 256 * 1024;
+/// How long the socket waits for its peer to take a replay.
+const WRITE_WAIT: Duration = Duration::from_secs(10);
+/// How long a closing socket waits for its peer to take the close frame (a
+/// peer dropped for being slow reads what its kernel buffers hold first;
+/// memory stays bounded meanwhile), then for the peer's own close.
+const CLOSE_WRITE_WAIT: Duration = Duration::from_secs(60);
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 pub mod close {
+    pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL: u16 = 1002;
+    pub const BAD_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -72,16 +68,59 @@ pub struct WsParams {
     resume: Option<String>,
 }
 
+/// Checks the upgrade request (RFC 6455 §4.2.1) and answers with its
+/// `Sec-WebSocket-Accept`, or says what is wrong.
+fn check_upgrade(
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<String, (StatusCode, &'static str)> {
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    if method != Method::GET {
+        return Err((
+            StatusCode::METHOD_NOT_ALLOWED,
+            "a WebSocket upgrade is a GET",
+        ));
+    }
+    if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
+        return Err((
+            StatusCode::UPGRADE_REQUIRED,
+            "this endpoint only speaks WebSocket",
+        ));
+    }
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_none_or(|v| v.as_bytes() != b"13")
+    {
+        return Err((StatusCode::BAD_REQUEST, "Sec-WebSocket-Version must be 13"));
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes())
+        .filter(|k| !k.is_empty() && k.len() <= 64)
+        .ok_or((StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing"))?;
+    Ok(wire::accept_key(key))
+}
+
 pub async fn handler(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     Query(params): Query<WsParams>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
-    if !super::http::origin_allowed(&headers, &state.config) {
+    let headers = request.headers();
+    let accept = match check_upgrade(request.method(), headers) {
+        Ok(accept) => accept,
+        Err(refusal) => return refusal.into_response(),
+    };
+    if !super::http::origin_allowed(headers, &state.config) {
         return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response();
     }
-    let Some(token) = session::token_from_headers(&headers) else {
+    let Some(token) = session::token_from_headers(headers) else {
         return (StatusCode::UNAUTHORIZED, "sign in first").into_response();
     };
     let user = match session::lookup(&state.store, &token, state.config.session_ttl).await {
@@ -90,33 +129,47 @@ pub async fn handler(
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
     };
     let hold = matches!(params.resume.as_deref(), Some("1" | "true"));
-    ws.max_message_size(4 * MAX_FRAME_BYTES)
-        .max_frame_size(4 * MAX_FRAME_BYTES)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(8 * 1024)
-        .on_upgrade(move |socket| serve_socket(state, user, socket, hold))
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => {
+                serve_socket(state, user, peer.stream, TokioIo::new(upgraded), hold).await
+            }
+            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "upgrade")
+        .header(header::UPGRADE, "websocket")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
-async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool) {
-    let link = state.hub.join(&user);
-    let mut ready = Some(link.ready);
-    let (sink, mut stream) = socket.split();
-    let started = Instant::now();
-    let last_seen = Arc::new(AtomicU64::new(0));
-    let (close_tx, close_rx) = oneshot::channel::<(u16, &'static str)>();
-    let (direct, direct_rx) = mpsc::channel::<Direct>(64);
-    let writer = tokio::spawn(write_loop(
-        sink,
-        link.frames,
-        direct_rx,
-        hold,
-        link.kicked.clone(),
-        close_rx,
-        state.shutdown.clone(),
-        started,
-        last_seen.clone(),
-    ));
+/// How a socket's life ended.
+enum End {
+    /// The connection is gone: nothing more to send.
+    Gone,
+    /// Send a close frame with this code, then end.
+    Close(u16, &'static str),
+}
 
+/// One WebSocket, from the upgrade to the close. Reads from `io` (hyper's
+/// upgraded connection, which may hold bytes it read ahead); writes go to
+/// `stream` directly, through the [`Outbox`] the hub also writes to.
+async fn serve_socket(
+    state: AppState,
+    user: User,
+    stream: Arc<TcpStream>,
+    mut io: TokioIo<hyper::upgrade::Upgraded>,
+    hold: bool,
+) {
+    let out = Outbox::new(stream, hold);
+    let link = state.hub.join(&user, out.clone());
+    let mut ready = Some(link.ready);
+    let mut reader = FrameReader::new(MAX_FRAME_BYTES);
+    let mut shutdown = state.shutdown.clone();
     let mut memory = SocketMemory {
         rooms: state
             .store
@@ -127,94 +180,145 @@ async fn serve_socket(state: AppState, user: User, socket: WebSocket, hold: bool
             .collect(),
         ..Default::default()
     };
-    let mut holding = hold;
-    let mut close_with = None;
-    loop {
-        let next = if holding {
-            match tokio::time::timeout(RESUME_WAIT, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    holding = false;
-                    let _ = direct.send(Direct::Release(BTreeMap::new())).await;
-                    continue;
+    let mut holding = hold.then(|| tokio::time::Instant::now() + RESUME_WAIT);
+    let end = loop {
+        match out.closing() {
+            Err(()) => break End::Gone,
+            Ok(Some((code, reason))) => break End::Close(code, reason),
+            Ok(None) => {}
+        }
+        let backlog = out.has_backlog();
+        let incoming = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|down| *down) => break End::Close(close::GOING_AWAY, "server restarting"),
+            _ = out.woken() => continue,
+            writable = out.stream().writable(), if backlog => {
+                if writable.is_err() || out.flush().is_err() {
+                    break End::Gone;
                 }
+                continue;
             }
-        } else {
-            stream.next().await
+            _ = tokio::time::sleep_until(holding.unwrap_or_else(tokio::time::Instant::now)), if holding.is_some() => {
+                holding = None;
+                out.release(|_| false);
+                continue;
+            }
+            incoming = reader.next(&mut io) => incoming,
         };
-        let Some(msg) = next else { break };
-        last_seen.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let replies = match msg {
-            Ok(Message::Text(text)) => {
-                if text.len() > MAX_FRAME_BYTES {
-                    close_with = Some((close::TOO_BIG, "frame too large"));
-                    break;
-                }
-                match serde_json::from_str::<ClientFrame>(text.as_str()) {
-                    Ok(ClientFrame::Resume(request)) => {
-                        // On a cluster: until the user's rooms are
-                        // subscribed, live events could slip past both the
-                        // subscription and this replay.
-                        if let Some(ready) = ready.take() {
-                            if tokio::time::timeout(SUBSCRIBE_WAIT, ready).await.is_err() {
-                                tracing::warn!(user = user.id, "room subscriptions not ready");
-                            }
-                        }
-                        let (frames, marks) =
-                            resume(&state, &mut memory.rooms, &user, request).await;
-                        for frame in frames {
-                            if direct.send(Direct::Frame(frame)).await.is_err() {
-                                break;
-                            }
-                        }
-                        if holding {
-                            holding = false;
-                            let _ = direct.send(Direct::Release(marks)).await;
-                        }
-                        continue;
+        out.heard();
+        let text = match incoming {
+            Ok(Incoming::Text(text)) => text,
+            Ok(Incoming::Binary) => {
+                reply(
+                    &out,
+                    &ServerFrame::Error(error(codes::MALFORMED, "Frames must be JSON text.", None)),
+                );
+                continue;
+            }
+            Ok(Incoming::Ping(payload)) => {
+                out.direct(wire::encode_frame(wire::opcode::PONG, &payload));
+                continue;
+            }
+            Ok(Incoming::Pong) => continue,
+            Ok(Incoming::Close(code)) => {
+                // Echo the peer's code (RFC 6455 §5.5.1).
+                break End::Close(
+                    code.filter(|c| (1000..5000).contains(c))
+                        .unwrap_or(close::NORMAL),
+                    "",
+                );
+            }
+            Err(ReadError::Gone) => break End::Gone,
+            Err(ReadError::TooBig) => break End::Close(close::TOO_BIG, "frame too large"),
+            Err(ReadError::BadText) => break End::Close(close::BAD_DATA, "text must be UTF-8"),
+            Err(ReadError::Protocol(why)) => break End::Close(close::PROTOCOL, why),
+        };
+        match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(ClientFrame::Resume(request)) => {
+                // On a cluster: until the user's rooms are subscribed, live
+                // events could slip past both the subscription and this replay.
+                if let Some(ready) = ready.take() {
+                    if tokio::time::timeout(SUBSCRIBE_WAIT, ready).await.is_err() {
+                        tracing::warn!(user = user.id, "room subscriptions not ready");
                     }
-                    Ok(frame) => handle_frame(&state, &user, &mut memory, frame).await,
-                    Err(_) => Some(ServerFrame::Error(explain_bad_frame(text.as_str()))),
+                }
+                let (frames, marks) =
+                    Box::pin(resume(&state, &mut memory.rooms, &user, request)).await;
+                for frame in frames {
+                    out.direct(frame);
+                    if out.backlog_bytes() > DIRECT_HIGH_WATER && !drain(&out, WRITE_WAIT).await {
+                        break;
+                    }
+                }
+                if holding.take().is_some() {
+                    let covered: BTreeMap<String, (u64, u64)> = marks
+                        .into_iter()
+                        .map(|(room, id)| (room, message_id_key(&id)))
+                        .collect();
+                    out.release(|json| already_replayed(&covered, json));
                 }
             }
-            Ok(Message::Binary(_)) => Some(ServerFrame::Error(error(
-                codes::MALFORMED,
-                "Frames must be JSON text.",
-                None,
-            ))),
-            Ok(Message::Close(_)) => break,
-            Ok(_) => None,
-            Err(e) => {
-                let text = e.to_string();
-                if text.contains("Space limit")
-                    || text.contains("too long")
-                    || text.contains("size")
-                {
-                    close_with = Some((close::TOO_BIG, "frame too large"));
+            decoded => {
+                if holding.take().is_some() {
+                    // The first frame was not a resume: nothing to wait for.
+                    out.release(|_| false);
                 }
-                break;
+                let answer = match decoded {
+                    Ok(frame) => Box::pin(handle_frame(&state, &user, &mut memory, frame)).await,
+                    Err(_) => Some(ServerFrame::Error(explain_bad_frame(&text))),
+                };
+                if let Some(frame) = answer {
+                    reply(&out, &frame);
+                }
             }
-        };
-        if holding {
-            // The first frame was not a resume: nothing to wait for.
-            holding = false;
-            let _ = direct.send(Direct::Release(BTreeMap::new())).await;
         }
-        if let Some(frame) = replies {
-            let _ = direct.send(Direct::Frame(encode(&frame))).await;
+        if out.backlog_bytes() > DIRECT_HIGH_WATER && !drain(&out, WRITE_WAIT).await {
+            out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
         }
-    }
+    };
     state.hub.leave(user.id, link.id);
-    if let Some(reason) = close_with {
-        let _ = close_tx.send(reason);
-        let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    } else {
-        writer.abort();
+    if let End::Close(code, reason) = end {
+        // The closing handshake: our close frame after the frame being
+        // written, FIN, then read until the peer closes too, so that its
+        // unread bytes cannot turn our close into a reset.
+        out.finish_with(wire::close_frame(code, reason), code, reason);
+        if drain(&out, CLOSE_WRITE_WAIT).await {
+            let _ = wire::shutdown_write(out.stream());
+            let mut scratch = vec![0u8; 1024];
+            let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                while matches!(io.read(&mut scratch).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        }
     }
 }
 
-fn encode(frame: &ServerFrame) -> Utf8Bytes {
-    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
+/// Writes the socket's backlog out, waiting up to `limit` for the peer to
+/// take it. `false` when it could not.
+async fn drain(out: &Outbox, limit: Duration) -> bool {
+    let written = tokio::time::timeout(limit, async {
+        loop {
+            match out.flush() {
+                Ok(true) => return true,
+                Ok(false) => {
+                    if out.stream().writable().await.is_err() {
+                        return false;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+    });
+    written.await.unwrap_or(false)
+}
+
+fn reply(out: &Outbox, frame: &ServerFrame) {
+    out.direct(encode(frame));
+}
+
+/// A server frame, ready to write.
+fn encode(frame: &ServerFrame) -> bytes::Bytes {
+    wire::text_frame(&serde_json::to_string(frame).unwrap_or_default())
 }
 
 /// Replays what the client missed in the rooms it names (its own rooms
@@ -225,7 +329,7 @@ async fn resume(
     rooms: &mut HashSet<String>,
     user: &User,
     request: ResumeRequest,
-) -> (Vec<Utf8Bytes>, BTreeMap<String, String>) {
+) -> (Vec<bytes::Bytes>, BTreeMap<String, String>) {
     let mut wanted = Vec::new();
     for (room, after) in request.rooms.into_iter().take(1000) {
         if parse_cursor(Some(&after)).ok().flatten().is_none() {
@@ -464,89 +568,9 @@ pub(crate) fn explain_bad_frame(text: &str) -> FrameError {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn write_loop(
-    mut sink: futures::stream::SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<Utf8Bytes>,
-    mut direct: mpsc::Receiver<Direct>,
-    mut holding: bool,
-    kicked: Arc<tokio::sync::Notify>,
-    mut close_rx: oneshot::Receiver<(u16, &'static str)>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
-    started: Instant,
-    last_seen: Arc<AtomicU64>,
-) {
-    let mut ping = tokio::time::interval(PING_EVERY);
-    ping.tick().await;
-    // After a replay: live frames already covered by it are skipped.
-    let mut covered: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let (code, reason) = loop {
-        tokio::select! {
-            biased;
-            _ = async { let _ = shutdown.wait_for(|down| *down).await; } => break (close::GOING_AWAY, "server restarting"),
-            _ = kicked.notified() => break (close::TRY_AGAIN_LATER, "too slow; reconnect"),
-            reason = &mut close_rx => match reason {
-                Ok(r) => break r,
-                Err(_) => return,
-            },
-            item = direct.recv() => match item {
-                Some(Direct::Frame(frame)) => {
-                    if sink.send(Message::Text(frame)).await.is_err() {
-                        return;
-                    }
-                }
-                Some(Direct::Release(marks)) => {
-                    holding = false;
-                    covered = marks.into_iter().map(|(room, id)| (room, message_id_key(&id))).collect();
-                }
-                None => return,
-            },
-            frame = frames.recv(), if !holding => {
-                let Some(frame) = frame else { return };
-                let mut batch = Some(frame);
-                let mut n = 0;
-                while let Some(frame) = batch.take() {
-                    if covered.is_empty() || !already_replayed(&covered, &frame) {
-                        if sink.feed(Message::Text(frame)).await.is_err() {
-                            return;
-                        }
-                        n += 1;
-                    }
-                    if n < BATCH {
-                        match frames.try_recv() {
-                            Ok(next) => batch = Some(next),
-                            // The backlog from before the replay is written.
-                            Err(_) => covered.clear(),
-                        }
-                    }
-                }
-                if sink.flush().await.is_err() {
-                    return;
-                }
-            }
-            _ = ping.tick() => {
-                let idle = started.elapsed().saturating_sub(Duration::from_millis(last_seen.load(Ordering::Relaxed)));
-                if idle > IDLE_LIMIT {
-                    break (close::POLICY, "idle");
-                }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    return;
-                }
-            }
-        }
-    };
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        })))
-        .await;
-    let _ = sink.close().await;
-}
-
-/// Whether a live message frame is one the replay already delivered.
-fn already_replayed(covered: &BTreeMap<String, (u64, u64)>, frame: &Utf8Bytes) -> bool {
-    match serde_json::from_str::<ServerFrame>(frame.as_str()) {
+/// Whether a live frame (its JSON) is a message the replay already delivered.
+fn already_replayed(covered: &BTreeMap<String, (u64, u64)>, json: &[u8]) -> bool {
+    match serde_json::from_slice::<ServerFrame>(json) {
         Ok(ServerFrame::Message(m)) => covered
             .get(&m.room_id)
             .is_some_and(|last| message_id_key(&m.id) <= *last),

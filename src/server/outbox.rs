@@ -1,0 +1,272 @@
+//! What the server writes to one WebSocket, and how.
+//!
+//! The hub hands every frame to [`Outbox::live`] from its own task. When
+//! nothing is waiting ahead of it, the frame is written at once with one
+//! non-blocking `write` on the socket's TCP stream: the common case costs
+//! one system call and no task wake-up. Only when the kernel's send buffer
+//! is full does the rest wait in the backlog, which the socket's own task
+//! writes out when the stream is writable again (`ws.rs`). A backlog of
+//! [`SOCKET_QUEUE`] frames means the peer cannot keep up: the hub closes
+//! it (1013) instead of growing memory.
+//!
+//! Every frame is complete WebSocket bytes (`wire::encode_frame`), shared
+//! by reference count between all the sockets it goes to.
+
+use super::wire::payload_of;
+use bytes::Bytes;
+use std::{
+    collections::VecDeque,
+    io::{self, IoSlice},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, MutexGuard, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+use tokio::{net::TcpStream, sync::Notify};
+
+/// Frames a socket may have waiting before it counts as too slow.
+pub const SOCKET_QUEUE: usize = 512;
+
+/// Most frames written by one `writev`.
+const WRITE_BATCH: usize = 64;
+
+/// The output side of one WebSocket.
+pub struct Outbox {
+    stream: Arc<TcpStream>,
+    state: Mutex<State>,
+    /// Wakes the socket's task: a backlog to write, or a close to send.
+    wake: Notify,
+    /// When the peer was last heard from, in ms since [`epoch`].
+    last_heard: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Bytes accepted but not yet written, in order; the front may be
+    /// partly written already.
+    backlog: VecDeque<Bytes>,
+    backlog_bytes: usize,
+    /// The front of the backlog is the rest of a frame partly written.
+    front_begun: bool,
+    /// Live frames held back until a resume's replay is written.
+    held: Option<Vec<Bytes>>,
+    /// The close the socket's task is to send; nothing is accepted after.
+    close: Option<(u16, &'static str)>,
+    /// A write failed: the connection is gone.
+    broken: bool,
+}
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+impl Outbox {
+    /// `hold`: keep live frames back until [`Outbox::release`].
+    pub fn new(stream: Arc<TcpStream>, hold: bool) -> Arc<Self> {
+        Arc::new(Self {
+            stream,
+            state: Mutex::new(State {
+                held: hold.then(Vec::new),
+                ..Default::default()
+            }),
+            wake: Notify::new(),
+            last_heard: AtomicU64::new(now_ms()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding it; a poisoned lock is still consistent.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A frame from the hub. `false`: the socket is too slow (its backlog
+    /// or held frames are full); the frame was not taken.
+    pub fn live(&self, frame: &Bytes) -> bool {
+        let mut state = self.lock();
+        if state.broken || state.close.is_some() {
+            return true;
+        }
+        if let Some(held) = &mut state.held {
+            if held.len() >= SOCKET_QUEUE {
+                return false;
+            }
+            held.push(frame.clone());
+            return true;
+        }
+        if state.backlog.len() >= SOCKET_QUEUE {
+            return false;
+        }
+        self.write_or_queue(&mut state, frame.clone());
+        true
+    }
+
+    /// A frame for this socket alone (replies, replays, pings): never
+    /// refused; the socket's task keeps its own backlog in check
+    /// ([`Outbox::backlog_bytes`]).
+    pub fn direct(&self, frame: Bytes) {
+        let mut state = self.lock();
+        if !state.broken && state.close.is_none() {
+            self.write_or_queue(&mut state, frame);
+        }
+    }
+
+    /// Ends holding: the held live frames follow, except those `covered`
+    /// says the replay already delivered (it gets each frame's JSON).
+    pub fn release(&self, covered: impl Fn(&[u8]) -> bool) {
+        let mut state = self.lock();
+        let Some(held) = state.held.take() else {
+            return;
+        };
+        if state.broken || state.close.is_some() {
+            return;
+        }
+        for frame in held {
+            if !covered(payload_of(&frame)) {
+                self.write_or_queue(&mut state, frame);
+            }
+        }
+    }
+
+    fn write_or_queue(&self, state: &mut State, frame: Bytes) {
+        if !state.backlog.is_empty() {
+            state.backlog_bytes += frame.len();
+            state.backlog.push_back(frame);
+            return;
+        }
+        let rest = match self.stream.try_write(&frame) {
+            Ok(n) if n == frame.len() => return,
+            Ok(n) => {
+                state.front_begun = n > 0;
+                frame.slice(n..)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => frame,
+            Err(_) => {
+                state.broken = true;
+                self.wake.notify_one();
+                return;
+            }
+        };
+        state.backlog_bytes += rest.len();
+        state.backlog.push_back(rest);
+        self.wake.notify_one();
+    }
+
+    /// Writes as much of the backlog as the stream takes now. `Ok(true)`
+    /// when it is all written.
+    pub fn flush(&self) -> io::Result<bool> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        while !state.backlog.is_empty() {
+            let slices: Vec<IoSlice<'_>> = state
+                .backlog
+                .iter()
+                .take(WRITE_BATCH)
+                .map(|b| IoSlice::new(b))
+                .collect();
+            let mut written = match self.stream.try_write_vectored(&slices) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => {
+                    state.broken = true;
+                    return Err(e);
+                }
+            };
+            drop(slices);
+            state.backlog_bytes -= written;
+            while written > 0 {
+                let front = state
+                    .backlog
+                    .front_mut()
+                    .expect("written bytes were queued");
+                if written >= front.len() {
+                    written -= front.len();
+                    state.backlog.pop_front();
+                    state.front_begun = false;
+                } else {
+                    *front = front.slice(written..);
+                    written = 0;
+                    state.front_begun = true;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Bytes accepted and not yet written.
+    pub fn backlog_bytes(&self) -> usize {
+        self.lock().backlog_bytes
+    }
+
+    /// Whether the socket's task has something to write.
+    pub fn has_backlog(&self) -> bool {
+        !self.lock().backlog.is_empty()
+    }
+
+    /// Asks the socket's task to close with `code` (the first request wins).
+    pub fn close(&self, code: u16, reason: &'static str) {
+        let mut state = self.lock();
+        if state.close.is_none() {
+            state.close = Some((code, reason));
+        }
+        self.wake.notify_one();
+    }
+
+    /// The close requested, if any; `Err(())` when the connection is broken.
+    pub fn closing(&self) -> Result<Option<(u16, &'static str)>, ()> {
+        let state = self.lock();
+        if state.broken {
+            return Err(());
+        }
+        Ok(state.close)
+    }
+
+    /// Replaces what is waiting by `frame` (a close frame): only the part
+    /// of a frame already begun is kept, so the peer still gets whole
+    /// frames. Nothing is accepted afterwards.
+    pub fn finish_with(&self, frame: Bytes, code: u16, reason: &'static str) {
+        let mut state = self.lock();
+        state.close.get_or_insert((code, reason));
+        state.held = None;
+        if state.broken {
+            return;
+        }
+        let begun = state.backlog.pop_front().filter(|_| state.front_begun);
+        state.backlog.clear();
+        state.backlog_bytes = 0;
+        if let Some(rest) = begun {
+            state.backlog_bytes += rest.len();
+            state.backlog.push_back(rest);
+        }
+        if state.backlog.is_empty() {
+            self.write_or_queue(&mut state, frame);
+        } else {
+            state.backlog_bytes += frame.len();
+            state.backlog.push_back(frame);
+        }
+    }
+
+    /// Waits until the task should look again (backlog or close).
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// The peer sent something (any frame, pongs included).
+    pub fn heard(&self) {
+        self.last_heard.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long the peer has been silent.
+    pub fn silent_for(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.last_heard.load(Ordering::Relaxed)))
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+}
