@@ -13,8 +13,9 @@
 //!                                          store.rs: send_message ──── one EVAL ──▶ XADD room:{id}:stream
 //!                                                                                   + PUBLISH MESSAGES
 //!                                          hub.rs: the one SUBSCRIBE per process ◀── MESSAGES
-//!  every member's sockets ◀──frame── ws.rs writer ◀── hub: index user → sockets,
-//!                                          frame serialised once, bounded queues
+//!  every member's sockets ◀──frame── hub: index user → sockets, frame serialised
+//!                                     and framed once, written to each socket
+//!                                     (outbox.rs), bounded backlog if slow
 //! ```
 //!
 //! Three files hold the path: [`protocol`] (the wire types, shared with the
