@@ -252,38 +252,60 @@ async fn subscribe_forever(
     }
 }
 
-/// The hub task: owns the socket index and does the fan-out.
+/// Events taken off the channel and written together: under load, a
+/// socket gets the frames of many events in one `writev`.
+const MAX_BATCH: usize = 256;
+
+/// What the hub task sends its writers.
+enum ToWriter {
+    Join(UserId, LocalSocket),
+    Leave(UserId, u64),
+    /// Frames to write, in order, each with who gets it.
+    Deliver(Arc<Vec<(Bytes, Targets)>>),
+}
+
+/// The hub task: routes events, keeps presence and the cluster's shard
+/// subscriptions, and hands the frames to the writers.
+///
+/// Sockets are spread over one writer task per core ([`writer_count`]),
+/// each owning its part of the index `user → sockets`. Every writer gets
+/// every batch and writes it to its own sockets, so the walk over 1,000
+/// sockets of a busy room runs on all cores at once.
 async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     presence: Presence,
     mut shards: Option<Shards>,
     shared: Arc<Shared>,
 ) {
-    let mut by_user: HashMap<UserId, Vec<LocalSocket>> = HashMap::new();
-    let ping = wire::encode_frame(wire::opcode::PING, b"");
-    let mut ping_timer = tokio::time::interval(PING_EVERY);
-    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping_timer.tick().await;
+    let writers: Vec<mpsc::UnboundedSender<ToWriter>> = (0..writer_count())
+        .map(|_| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(write_to_sockets(rx));
+            tx
+        })
+        .collect();
+    let writer_of = |socket: u64| &writers[socket as usize % writers.len()];
+    // Sockets per local user.
+    let mut local: HashMap<UserId, usize> = HashMap::new();
+    let mut pending: Option<Command> = None;
     loop {
-        let command = tokio::select! {
-            command = commands.recv() => match command {
+        let command = match pending.take() {
+            Some(command) => command,
+            None => match commands.recv().await {
                 Some(command) => command,
                 None => return,
             },
-            _ = ping_timer.tick() => {
-                ping_all(&by_user, &ping);
-                continue;
-            }
         };
         match command {
             Command::Join(user, socket, ready) => {
-                let sockets = by_user.entry(user.id).or_default();
-                sockets.push(socket);
+                let count = local.entry(user.id).or_default();
+                *count += 1;
                 shared.sockets.fetch_add(1, Ordering::Relaxed);
-                let first = sockets.len() == 1;
+                let first = *count == 1;
                 if first {
                     presence.local_online(user.clone());
                 }
+                let _ = writer_of(socket.id).send(ToWriter::Join(user.id, socket));
                 match &mut shards {
                     Some(shards) => shards.joined(user.id, first, ready),
                     None => {
@@ -292,34 +314,51 @@ async fn run(
                 }
             }
             Command::Leave(user, id) => {
-                remove(&mut by_user, &presence, &shared, &mut shards, user, id)
-            }
-            Command::Event(payload) | Command::Shard(Report::Event(payload)) => {
-                let Some(event) = decode(&payload) else {
+                let _ = writer_of(id).send(ToWriter::Leave(user, id));
+                let Some(count) = local.get_mut(&user) else {
                     continue;
                 };
-                if let Some(shards) = &mut shards {
-                    match &event.about {
-                        About::Message { room, id } => shards.live(room, id),
-                        About::NewRoom { room, after } => {
-                            if let Targets::Users(users) = &event.targets {
-                                let local: Vec<UserId> = users
-                                    .iter()
-                                    .copied()
-                                    .filter(|u| by_user.contains_key(u))
-                                    .collect();
-                                shards.room_shown(room, &local, after.as_deref());
-                            }
-                        }
-                        About::Other => {}
+                *count -= 1;
+                shared.sockets.fetch_sub(1, Ordering::Relaxed);
+                if *count == 0 {
+                    local.remove(&user);
+                    presence.local_offline(user);
+                    if let Some(shards) = &mut shards {
+                        shards.left(user);
                     }
                 }
-                let too_slow = deliver(&by_user, &event.frame, &event.targets);
-                drop_slow(&mut by_user, &presence, &shared, &mut shards, too_slow);
+            }
+            Command::Event(payload) | Command::Shard(Report::Event(payload)) => {
+                // This event and whatever else is already waiting.
+                let mut batch = Vec::new();
+                let mut next = Some(payload);
+                while let Some(payload) = next.take() {
+                    if let Some(event) = decode(&payload) {
+                        if let Some(shards) = &mut shards {
+                            follow(shards, &event, &local);
+                        }
+                        batch.push((event.frame, event.targets));
+                    }
+                    if batch.len() < MAX_BATCH {
+                        match commands.try_recv() {
+                            Ok(Command::Event(p)) | Ok(Command::Shard(Report::Event(p))) => {
+                                next = Some(p)
+                            }
+                            Ok(other) => pending = Some(other),
+                            Err(_) => {}
+                        }
+                    }
+                }
+                if !batch.is_empty() {
+                    let batch = Arc::new(batch);
+                    for writer in &writers {
+                        let _ = writer.send(ToWriter::Deliver(batch.clone()));
+                    }
+                }
             }
             Command::Shard(Report::UserRooms(user, rooms)) => {
                 if let Some(shards) = &mut shards {
-                    shards.user_rooms(user, rooms, by_user.contains_key(&user));
+                    shards.user_rooms(user, rooms, local.contains_key(&user));
                 }
             }
             Command::Shard(Report::Dropped(room)) => {
@@ -338,18 +377,79 @@ async fn run(
                 else {
                     continue;
                 };
-                let targets = Targets::Users(users);
-                let mut too_slow = Vec::new();
-                for m in missed {
-                    if let Ok(text) = serde_json::to_string(&ServerFrame::Message(m)) {
-                        too_slow.extend(deliver(&by_user, &wire::text_frame(&text), &targets));
-                    }
+                let batch: Vec<(Bytes, Targets)> = missed
+                    .into_iter()
+                    .filter_map(|m| serde_json::to_string(&ServerFrame::Message(m)).ok())
+                    .map(|text| (wire::text_frame(&text), Targets::Users(users.clone())))
+                    .collect();
+                let batch = Arc::new(batch);
+                for writer in &writers {
+                    let _ = writer.send(ToWriter::Deliver(batch.clone()));
                 }
-                drop_slow(&mut by_user, &presence, &shared, &mut shards, too_slow);
             }
         }
         if let Some(shards) = &shards {
             shared.shard_rooms.store(shards.rooms(), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Tells the cluster's shard subscriptions about an event.
+fn follow(shards: &mut Shards, event: &Event, local: &HashMap<UserId, usize>) {
+    match &event.about {
+        About::Message { room, id } => shards.live(room, id),
+        About::NewRoom { room, after } => {
+            if let Targets::Users(users) = &event.targets {
+                let here: Vec<UserId> = users
+                    .iter()
+                    .copied()
+                    .filter(|u| local.contains_key(u))
+                    .collect();
+                shards.room_shown(room, &here, after.as_deref());
+            }
+        }
+        About::Other => {}
+    }
+}
+
+/// One writer per core, at most 8.
+fn writer_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+}
+
+/// A writer: its part of the socket index, written to directly. It also
+/// pings its sockets every [`PING_EVERY`] and closes the silent ones.
+async fn write_to_sockets(mut rx: mpsc::UnboundedReceiver<ToWriter>) {
+    let mut by_user: HashMap<UserId, Vec<LocalSocket>> = HashMap::new();
+    let ping = wire::encode_frame(wire::opcode::PING, b"");
+    let mut ping_timer = tokio::time::interval(PING_EVERY);
+    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping_timer.tick().await;
+    loop {
+        let job = tokio::select! {
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+            _ = ping_timer.tick() => {
+                ping_all(&by_user, &ping);
+                continue;
+            }
+        };
+        match job {
+            ToWriter::Join(user, socket) => by_user.entry(user).or_default().push(socket),
+            ToWriter::Leave(user, id) => {
+                if let Some(sockets) = by_user.get_mut(&user) {
+                    sockets.retain(|s| s.id != id);
+                    if sockets.is_empty() {
+                        by_user.remove(&user);
+                    }
+                }
+            }
+            ToWriter::Deliver(batch) => deliver(&by_user, &batch),
         }
     }
 }
@@ -365,75 +465,43 @@ fn ping_all(by_user: &HashMap<UserId, Vec<LocalSocket>>, ping: &Bytes) {
     }
 }
 
-/// Writes `frame` to the sockets of `targets`; returns the sockets whose
-/// backlog was full.
-fn deliver(
-    by_user: &HashMap<UserId, Vec<LocalSocket>>,
-    frame: &Bytes,
-    targets: &Targets,
-) -> Vec<(UserId, u64)> {
-    let mut too_slow = Vec::new();
-    let mut send = |user: UserId, sockets: &Vec<LocalSocket>| {
-        for s in sockets {
-            if !s.out.live(frame) {
-                too_slow.push((user, s.id));
-            }
-        }
+/// Writes a batch to the sockets it targets, in order. Consecutive frames
+/// for everyone go to each socket together (one `writev`). A socket whose
+/// backlog is full is closed (1013); it leaves the index when its task
+/// ends.
+fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[(Bytes, Targets)]) {
+    let too_slow = |user: UserId, s: &LocalSocket| {
+        tracing::info!(user, socket = s.id, "dropping a socket that cannot keep up");
+        s.out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
     };
-    match targets {
-        Targets::Everyone => by_user.iter().for_each(|(u, s)| send(*u, s)),
-        Targets::Users(users) => {
-            for u in users {
-                if let Some(s) = by_user.get(u) {
-                    send(*u, s);
+    let mut rest = batch;
+    while let Some((frame, targets)) = rest.first() {
+        match targets {
+            Targets::Everyone => {
+                let run = rest
+                    .iter()
+                    .take_while(|(_, t)| *t == Targets::Everyone)
+                    .count();
+                let frames: Vec<Bytes> = rest[..run].iter().map(|(f, _)| f.clone()).collect();
+                for (user, sockets) in by_user {
+                    for s in sockets {
+                        if !s.out.live_many(&frames) {
+                            too_slow(*user, s);
+                        }
+                    }
                 }
+                rest = &rest[run..];
             }
-        }
-    }
-    too_slow
-}
-
-/// Closes (1013) and forgets the sockets that could not keep up.
-fn drop_slow(
-    by_user: &mut HashMap<UserId, Vec<LocalSocket>>,
-    presence: &Presence,
-    shared: &Shared,
-    shards: &mut Option<Shards>,
-    too_slow: Vec<(UserId, u64)>,
-) {
-    for (user, id) in too_slow {
-        if let Some(s) = by_user
-            .get(&user)
-            .and_then(|v| v.iter().find(|s| s.id == id))
-        {
-            tracing::info!(user, socket = id, "dropping a socket that cannot keep up");
-            s.out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
-        }
-        remove(by_user, presence, shared, shards, user, id);
-    }
-}
-
-fn remove(
-    by_user: &mut HashMap<UserId, Vec<LocalSocket>>,
-    presence: &Presence,
-    shared: &Shared,
-    shards: &mut Option<Shards>,
-    user: UserId,
-    id: u64,
-) {
-    let Some(sockets) = by_user.get_mut(&user) else {
-        return;
-    };
-    let before = sockets.len();
-    sockets.retain(|s| s.id != id);
-    if sockets.len() < before {
-        shared.sockets.fetch_sub(1, Ordering::Relaxed);
-    }
-    if sockets.is_empty() {
-        by_user.remove(&user);
-        presence.local_offline(user);
-        if let Some(shards) = shards {
-            shards.left(user);
+            Targets::Users(users) => {
+                for user in users {
+                    for s in by_user.get(user).into_iter().flatten() {
+                        if !s.out.live(frame) {
+                            too_slow(*user, s);
+                        }
+                    }
+                }
+                rest = &rest[1..];
+            }
         }
     }
 }

@@ -88,21 +88,27 @@ impl Outbox {
     /// A frame from the hub. `false`: the socket is too slow (its backlog
     /// or held frames are full); the frame was not taken.
     pub fn live(&self, frame: &Bytes) -> bool {
+        self.live_many(std::slice::from_ref(frame))
+    }
+
+    /// Frames from the hub, in order, written with one `writev` when
+    /// nothing is waiting ahead of them. `false`: too slow, none taken.
+    pub fn live_many(&self, frames: &[Bytes]) -> bool {
         let mut state = self.lock();
         if state.broken || state.close.is_some() {
             return true;
         }
         if let Some(held) = &mut state.held {
-            if held.len() >= SOCKET_QUEUE {
+            if held.len() + frames.len() > SOCKET_QUEUE {
                 return false;
             }
-            held.push(frame.clone());
+            held.extend_from_slice(frames);
             return true;
         }
         if state.backlog.len() >= SOCKET_QUEUE {
             return false;
         }
-        self.write_or_queue(&mut state, frame.clone());
+        self.write_or_queue(&mut state, frames);
         true
     }
 
@@ -112,7 +118,7 @@ impl Outbox {
     pub fn direct(&self, frame: Bytes) {
         let mut state = self.lock();
         if !state.broken && state.close.is_none() {
-            self.write_or_queue(&mut state, frame);
+            self.write_or_queue(&mut state, std::slice::from_ref(&frame));
         }
     }
 
@@ -126,35 +132,57 @@ impl Outbox {
         if state.broken || state.close.is_some() {
             return;
         }
-        for frame in held {
-            if !covered(payload_of(&frame)) {
-                self.write_or_queue(&mut state, frame);
-            }
+        let frames: Vec<Bytes> = held
+            .into_iter()
+            .filter(|frame| !covered(payload_of(frame)))
+            .collect();
+        for chunk in frames.chunks(WRITE_BATCH) {
+            self.write_or_queue(&mut state, chunk);
         }
     }
 
-    fn write_or_queue(&self, state: &mut State, frame: Bytes) {
+    /// Writes `frames` now if nothing waits ahead of them; what the
+    /// kernel does not take goes to the backlog for the socket's task.
+    fn write_or_queue(&self, state: &mut State, frames: &[Bytes]) {
         if !state.backlog.is_empty() {
-            state.backlog_bytes += frame.len();
-            state.backlog.push_back(frame);
+            for frame in frames {
+                state.backlog_bytes += frame.len();
+                state.backlog.push_back(frame.clone());
+            }
             return;
         }
-        let rest = match self.stream.try_write(&frame) {
-            Ok(n) if n == frame.len() => return,
-            Ok(n) => {
-                state.front_begun = n > 0;
-                frame.slice(n..)
+        let written = match frames {
+            [one] => self.stream.try_write(one),
+            _ => {
+                let slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
+                self.stream.try_write_vectored(&slices)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => frame,
+        };
+        let mut skip = match written {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(_) => {
                 state.broken = true;
                 self.wake.notify_one();
                 return;
             }
         };
-        state.backlog_bytes += rest.len();
-        state.backlog.push_back(rest);
-        self.wake.notify_one();
+        for frame in frames {
+            if skip >= frame.len() {
+                skip -= frame.len();
+                continue;
+            }
+            if state.backlog.is_empty() {
+                state.front_begun = skip > 0;
+            }
+            let rest = frame.slice(skip..);
+            skip = 0;
+            state.backlog_bytes += rest.len();
+            state.backlog.push_back(rest);
+        }
+        if !state.backlog.is_empty() {
+            self.wake.notify_one();
+        }
     }
 
     /// Writes as much of the backlog as the stream takes now. `Ok(true)`
@@ -243,12 +271,7 @@ impl Outbox {
             state.backlog_bytes += rest.len();
             state.backlog.push_back(rest);
         }
-        if state.backlog.is_empty() {
-            self.write_or_queue(&mut state, frame);
-        } else {
-            state.backlog_bytes += frame.len();
-            state.backlog.push_back(frame);
-        }
+        self.write_or_queue(&mut state, std::slice::from_ref(&frame));
     }
 
     /// Waits until the task should look again (backlog or close).
