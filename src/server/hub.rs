@@ -441,15 +441,42 @@ async fn write_to_sockets(mut rx: mpsc::UnboundedReceiver<ToWriter>) {
         };
         match job {
             ToWriter::Join(user, socket) => by_user.entry(user).or_default().push(socket),
-            ToWriter::Leave(user, id) => {
-                if let Some(sockets) = by_user.get_mut(&user) {
-                    sockets.retain(|s| s.id != id);
-                    if sockets.is_empty() {
-                        by_user.remove(&user);
+            ToWriter::Leave(user, id) => forget(&mut by_user, user, id),
+            ToWriter::Deliver(batch) => {
+                // Batches that queued up while this writer was busy go out
+                // together: fewer, larger writes exactly when load is high.
+                let mut batches = vec![batch];
+                let mut after = None;
+                while batches.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(ToWriter::Deliver(more)) => batches.push(more),
+                        Ok(other) => {
+                            after = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
                     }
                 }
+                let frames: Vec<&(Bytes, Targets)> =
+                    batches.iter().flat_map(|b| b.iter()).collect();
+                deliver(&by_user, &frames);
+                match after {
+                    Some(ToWriter::Join(user, socket)) => {
+                        by_user.entry(user).or_default().push(socket)
+                    }
+                    Some(ToWriter::Leave(user, id)) => forget(&mut by_user, user, id),
+                    _ => {}
+                }
             }
-            ToWriter::Deliver(batch) => deliver(&by_user, &batch),
+        }
+    }
+}
+
+fn forget(by_user: &mut HashMap<UserId, Vec<LocalSocket>>, user: UserId, id: u64) {
+    if let Some(sockets) = by_user.get_mut(&user) {
+        sockets.retain(|s| s.id != id);
+        if sockets.is_empty() {
+            by_user.remove(&user);
         }
     }
 }
@@ -469,7 +496,7 @@ fn ping_all(by_user: &HashMap<UserId, Vec<LocalSocket>>, ping: &Bytes) {
 /// for everyone go to each socket together (one `writev`). A socket whose
 /// backlog is full is closed (1013); it leaves the index when its task
 /// ends.
-fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[(Bytes, Targets)]) {
+fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Targets)]) {
     let too_slow = |user: UserId, s: &LocalSocket| {
         tracing::info!(user, socket = s.id, "dropping a socket that cannot keep up");
         s.out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
@@ -483,6 +510,7 @@ fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[(Bytes, Targets
                     .take_while(|(_, t)| *t == Targets::Everyone)
                     .count();
                 let frames: Vec<Bytes> = rest[..run].iter().map(|(f, _)| f.clone()).collect();
+
                 for (user, sockets) in by_user {
                     for s in sockets {
                         if !s.out.live_many(&frames) {

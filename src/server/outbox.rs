@@ -144,43 +144,48 @@ impl Outbox {
     /// Writes `frames` now if nothing waits ahead of them; what the
     /// kernel does not take goes to the backlog for the socket's task.
     fn write_or_queue(&self, state: &mut State, frames: &[Bytes]) {
-        if !state.backlog.is_empty() {
-            for frame in frames {
-                state.backlog_bytes += frame.len();
-                state.backlog.push_back(frame.clone());
+        let was_empty = state.backlog.is_empty();
+        let mut done = 0;
+        // At most WRITE_BATCH frames per `writev` (the kernel caps the
+        // number of slices), and only while nothing waits ahead.
+        while done < frames.len() && state.backlog.is_empty() {
+            let chunk = &frames[done..frames.len().min(done + WRITE_BATCH)];
+            done += chunk.len();
+            let written = match chunk {
+                [one] => self.stream.try_write(one),
+                _ => {
+                    let slices: Vec<IoSlice<'_>> = chunk.iter().map(|f| IoSlice::new(f)).collect();
+                    self.stream.try_write_vectored(&slices)
+                }
+            };
+            let mut skip = match written {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(_) => {
+                    state.broken = true;
+                    self.wake.notify_one();
+                    return;
+                }
+            };
+            for frame in chunk {
+                if skip >= frame.len() {
+                    skip -= frame.len();
+                    continue;
+                }
+                if state.backlog.is_empty() {
+                    state.front_begun = skip > 0;
+                }
+                let rest = frame.slice(skip..);
+                skip = 0;
+                state.backlog_bytes += rest.len();
+                state.backlog.push_back(rest);
             }
-            return;
         }
-        let written = match frames {
-            [one] => self.stream.try_write(one),
-            _ => {
-                let slices: Vec<IoSlice<'_>> = frames.iter().map(|f| IoSlice::new(f)).collect();
-                self.stream.try_write_vectored(&slices)
-            }
-        };
-        let mut skip = match written {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-            Err(_) => {
-                state.broken = true;
-                self.wake.notify_one();
-                return;
-            }
-        };
-        for frame in frames {
-            if skip >= frame.len() {
-                skip -= frame.len();
-                continue;
-            }
-            if state.backlog.is_empty() {
-                state.front_begun = skip > 0;
-            }
-            let rest = frame.slice(skip..);
-            skip = 0;
-            state.backlog_bytes += rest.len();
-            state.backlog.push_back(rest);
+        for frame in &frames[done..] {
+            state.backlog_bytes += frame.len();
+            state.backlog.push_back(frame.clone());
         }
-        if !state.backlog.is_empty() {
+        if was_empty && !state.backlog.is_empty() {
             self.wake.notify_one();
         }
     }
@@ -291,5 +296,104 @@ impl Outbox {
 
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::wire::{close_frame, text_frame};
+    use tokio::io::AsyncReadExt;
+
+    async fn pair() -> (Arc<TcpStream>, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        (Arc::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    /// What the socket's task does: write the backlog whenever it can.
+    async fn drain(out: &Outbox) {
+        while !out.flush().unwrap() {
+            out.stream().writable().await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_reads_late_gets_every_accepted_frame_whole_and_in_order() {
+        let (stream, mut peer) = pair().await;
+        let out = Outbox::new(stream, false);
+        // The peer reads nothing: the kernel's buffers fill, then the
+        // backlog, then the socket counts as too slow.
+        let mut expected = Vec::new();
+        let mut n = 0;
+        loop {
+            let frames: Vec<Bytes> = (0..3)
+                .map(|i| text_frame(&format!("{n}-{i}-{}", "x".repeat(5000 + n % 7))))
+                .collect();
+            if !out.live_many(&frames) {
+                break;
+            }
+            expected.extend(frames.iter().flat_map(|f| f.iter().copied()));
+            n += 1;
+            assert!(n < 100_000, "never too slow");
+        }
+        assert!(out.has_backlog());
+        // A frame of its own still goes in behind the backlog.
+        let pong = text_frame("direct");
+        out.direct(pong.clone());
+        expected.extend_from_slice(&pong);
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; expected.len()];
+            peer.read_exact(&mut got).await.unwrap();
+            assert!(got == expected, "bytes differ");
+        });
+        drain(&out).await;
+        reader.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn closing_keeps_the_frame_begun_and_drops_the_rest() {
+        let (stream, mut peer) = pair().await;
+        let out = Outbox::new(stream, false);
+        let big = text_frame(&"y".repeat(60_000));
+        while out.live(&big) {}
+        out.finish_with(close_frame(1013, "slow"), 1013, "slow");
+        assert!(
+            out.live(&big),
+            "frames after the close are ignored, not refused"
+        );
+        let reader = tokio::spawn(async move {
+            // Whole frames of 60,000 bytes, then the close frame.
+            let mut all = Vec::new();
+            peer.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        drain(&out).await;
+        crate::server::wire::shutdown_write(out.stream()).unwrap();
+        let all = reader.await.unwrap();
+        let close = close_frame(1013, "slow");
+        assert!(all.ends_with(&close));
+        let frames = &all[..all.len() - close.len()];
+        assert_eq!(frames.len() % big.len(), 0);
+        assert!(frames.chunks(big.len()).all(|f| f == &big[..]));
+    }
+
+    #[tokio::test]
+    async fn held_frames_follow_the_release_minus_the_covered_ones() {
+        let (stream, mut peer) = pair().await;
+        let out = Outbox::new(stream, true);
+        out.live(&text_frame("live-1"));
+        out.live(&text_frame("replayed"));
+        out.direct(text_frame("replay"));
+        out.release(|json| json == b"replayed");
+        out.live(&text_frame("live-2"));
+        let mut expected = Vec::new();
+        for text in ["replay", "live-1", "live-2"] {
+            expected.extend_from_slice(&text_frame(text));
+        }
+        let mut got = vec![0u8; expected.len()];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, expected);
     }
 }
