@@ -31,6 +31,16 @@ pub const SOCKET_QUEUE: usize = 512;
 /// Most frames written by one `writev`.
 const WRITE_BATCH: usize = 64;
 
+/// See [`Outbox::status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    /// A close was requested (too slow, idle): send it and end.
+    Closing(u16, &'static str),
+    /// A write failed: the connection is gone.
+    Broken,
+}
+
 /// The output side of one WebSocket.
 pub struct Outbox {
     stream: Arc<TcpStream>,
@@ -250,13 +260,14 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// The close requested, if any; `Err(())` when the connection is broken.
-    pub fn closing(&self) -> Result<Option<(u16, &'static str)>, ()> {
+    /// Whether the socket's task should go on, close, or give up.
+    pub fn status(&self) -> Status {
         let state = self.lock();
-        if state.broken {
-            return Err(());
+        match (state.broken, state.close) {
+            (true, _) => Status::Broken,
+            (false, Some((code, reason))) => Status::Closing(code, reason),
+            (false, None) => Status::Open,
         }
-        Ok(state.close)
     }
 
     /// Replaces what is waiting by `frame` (a close frame): only the part

@@ -410,7 +410,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let next = reader.next(&mut io).await;
-            let end = matches!(next, Err(_));
+            let end = next.is_err();
             out.push(next);
             if end {
                 return out;

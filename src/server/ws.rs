@@ -11,7 +11,7 @@
 //! closes with the right code (1001 shutdown, 1002 protocol error, 1007
 //! bad text, 1008 idle, 1009 too big, 1013 too slow).
 
-use super::outbox::Outbox;
+use super::outbox::{Outbox, Status};
 use super::store::{parse_cursor, SendOutcome};
 use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
 use super::{session, AppState};
@@ -182,10 +182,10 @@ async fn serve_socket(
     };
     let mut holding = hold.then(|| tokio::time::Instant::now() + RESUME_WAIT);
     let end = loop {
-        match out.closing() {
-            Err(()) => break End::Gone,
-            Ok(Some((code, reason))) => break End::Close(code, reason),
-            Ok(None) => {}
+        match out.status() {
+            Status::Broken => break End::Gone,
+            Status::Closing(code, reason) => break End::Close(code, reason),
+            Status::Open => {}
         }
         let backlog = out.has_backlog();
         let incoming = tokio::select! {
