@@ -2,7 +2,8 @@
 //! everywhere. Both are server-function forms, so they also work without
 //! JavaScript (the server redirects back here, or to `/login`).
 
-use crate::api::{ApiError, ChangePassword, LogoutAll};
+use super::FormError;
+use crate::api::{ChangePassword, LogoutAll};
 use crate::protocol::{codes, User};
 use leptos::html::{Form, Input};
 use leptos::prelude::*;
@@ -197,14 +198,5 @@ fn SignOutEverywhere() -> impl IntoView {
                 </button>
             </ActionForm>
         </section>
-    }
-}
-
-#[component]
-fn FormError(error: ApiError) -> impl IntoView {
-    view! {
-        <p class="form-error" role="alert">
-            {error.message}
-        </p>
     }
 }

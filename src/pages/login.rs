@@ -3,6 +3,7 @@
 //! JavaScript: the server answers a successful post with a redirect to `/`
 //! and a failed one with a redirect back here carrying the error.
 
+use super::FormError;
 use crate::api::{demo_accounts, ApiError, Login, Register};
 use crate::protocol::User;
 use leptos::html::Input;
@@ -71,7 +72,7 @@ pub fn LoginPage() -> impl IntoView {
                                 node_ref=password
                             />
                         </label>
-                        <FormError value=login.value() />
+                        <SignInError value=login.value() />
                         <button
                             id="login-submit"
                             type="submit"
@@ -137,7 +138,7 @@ pub fn LoginPage() -> impl IntoView {
                             <span>"Password"</span>
                             <input name="password" type="password" autocomplete="new-password" />
                         </label>
-                        <FormError value=register.value() />
+                        <SignInError value=register.value() />
                         <button
                             id="register-submit"
                             type="submit"
@@ -156,14 +157,10 @@ pub fn LoginPage() -> impl IntoView {
 
 /// The error of the last submission of a form, if it failed.
 #[component]
-fn FormError(#[prop(into)] value: Signal<Option<Result<User, ApiError>>>) -> impl IntoView {
+fn SignInError(#[prop(into)] value: Signal<Option<Result<User, ApiError>>>) -> impl IntoView {
     move || {
         value.with(|v| match v {
-            Some(Err(e)) => Some(view! {
-                <p class="form-error" role="alert">
-                    {e.message.clone()}
-                </p>
-            }),
+            Some(Err(e)) => Some(view! { <FormError error=e.clone() /> }),
             _ => None,
         })
     }

@@ -26,3 +26,13 @@ pub fn signed_in_user() -> Resource<Result<User, ApiError>> {
         },
     )
 }
+
+/// A form's error from the server, announced to screen readers.
+#[component]
+pub fn FormError(error: ApiError) -> impl IntoView {
+    view! {
+        <p class="form-error" role="alert">
+            {error.message}
+        </p>
+    }
+}
