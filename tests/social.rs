@@ -334,3 +334,92 @@ async fn only_the_sender_edits_or_deletes_and_everyone_sees_it_everywhere() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+/// Pages with a cursor are served from memory (`server::history`); these
+/// are the ways a cached page could go wrong: an edit or a deletion made
+/// through another instance, a user outside the room asking for a page a
+/// member just read, and a session that ended.
+#[tokio::test]
+async fn cached_history_pages_follow_edits_membership_and_sessions() {
+    let redis = TestRedis::start().await;
+    let one = serve(config(&redis)).await;
+    let two = serve(config(&redis)).await;
+    let mut a = Client::new(&one);
+    let alice = a.register("alice").await;
+    let mut b = Client::for_addr(two.addr);
+    b.register("bob").await;
+    let mut c = Client::for_addr(two.addr);
+    c.register("carol").await;
+    let mut as_ = a.socket().await;
+    let mut sent = vec![];
+    for text in ["one", "two", "three"] {
+        as_.say("0", text, text).await;
+        sent.push(as_.wait_message(text).await);
+    }
+    let texts = |p: &MessagePage| -> Vec<(String, bool)> {
+        p.messages
+            .iter()
+            .map(|m| (m.message.clone(), m.deleted))
+            .collect()
+    };
+    let cursor = Some(sent[2].id.as_str());
+    let first = page(&mut b, "0", cursor, Some("2")).await;
+    assert_eq!(
+        texts(&first),
+        vec![("one".into(), false), ("two".into(), false)]
+    );
+    // The same page again (now from instance two's cache) is the same.
+    assert_eq!(page(&mut b, "0", cursor, Some("2")).await, first);
+
+    // An edit and a deletion through instance one: instance two's next
+    // answer has them, with no event needed.
+    as_.send_json(json!({"type":"edit","data":{"roomId":"0","id":sent[0].id,"message":"uno"}}))
+        .await;
+    wait_updated(&mut as_, &sent[0].id).await;
+    let edited = page(&mut b, "0", cursor, Some("2")).await;
+    assert_eq!(
+        texts(&edited),
+        vec![("uno".into(), false), ("two".into(), false)]
+    );
+    assert!(edited.messages[0].edited_ms.is_some());
+    as_.send_json(json!({"type":"delete","data":{"roomId":"0","id":sent[1].id}}))
+        .await;
+    wait_updated(&mut as_, &sent[1].id).await;
+    assert_eq!(
+        texts(&page(&mut b, "0", cursor, Some("2")).await),
+        vec![("uno".into(), false), ("".into(), true)]
+    );
+
+    // A private room's page, cached for its member, is still 403 for
+    // carol, who is not in it.
+    let room = open_private(&mut b, &alice).await.id;
+    let mut bs = b.socket().await;
+    for text in ["p1", "p2"] {
+        bs.say(&room, text, text).await;
+        sent.push(bs.wait_message(text).await);
+    }
+    let private = format!(
+        "/api/messages?{}",
+        query(&[("room_id", &room), ("before", &sent[4].id)])
+    );
+    assert_eq!(b.get(&private).await.status, 200);
+    let r = c.get(&private).await;
+    assert_eq!(
+        (r.status, r.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    assert!(!r.body.to_string().contains("p1"));
+
+    // Signed out: the cached pages are 401 with the old cookie.
+    let mut old = b.clone();
+    assert_eq!(b.post("/api/logout", &[]).await.status, 200);
+    assert_eq!(old.get(&private).await.status, 401);
+    let general = format!(
+        "/api/messages?{}",
+        query(&[("room_id", "0"), ("before", &sent[2].id), ("limit", "2")])
+    );
+    assert_eq!(old.get(&general).await.status, 401);
+    one.shutdown().await;
+    two.shutdown().await;
+    redis.stop().await;
+}

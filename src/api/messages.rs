@@ -9,16 +9,23 @@ use leptos::prelude::*;
 /// the page before. 400 for bad parameters, 403 for a room the user is not
 /// a member of. Parameters are taken as text so that every bad value gets
 /// the same clear 400.
+///
+/// Over HTTP this path is answered by `server::history::handler` (one
+/// Redis round trip and a page cache, without the server-function layer);
+/// both run `server::history::page_json`, so the answers are the same.
 #[server(endpoint = "messages", input = server_fn::codec::GetUrl)]
 pub async fn messages(
     room_id: String,
     #[server(default)] before: Option<String>,
     #[server(default)] limit: Option<String>,
 ) -> Result<MessagePage, ApiError> {
-    use crate::server::context;
-    let user = context::current_user().await?;
+    use crate::server::{context, history};
     let state = context::state()?;
-    let limit = crate::server::store::parse_limit(limit.as_deref())?;
-    let before = crate::server::store::parse_cursor(before.as_deref())?;
-    state.store.history(user.id, &room_id, before, limit).await
+    let query = history::PageQuery {
+        room_id: Some(room_id),
+        before,
+        limit,
+    };
+    let json = history::page_json(&state, context::session_token().as_deref(), query).await?;
+    serde_json::from_slice(&json).map_err(|_| ApiError::internal())
 }

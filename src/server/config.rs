@@ -36,6 +36,8 @@ pub struct Config {
     pub trust_proxy: bool,
     /// Messages kept per room (about: `XADD … MAXLEN ~`); 0 keeps all.
     pub history_max_per_room: u64,
+    /// Bytes of rendered history pages kept in memory (0 turns the cache off).
+    pub history_cache_bytes: usize,
 }
 
 /// A setting that could not be understood; the message names it.
@@ -67,6 +69,7 @@ impl Config {
             message_rate: super::limits::MessageRate::UNLIMITED,
             trust_proxy: false,
             history_max_per_room: 0,
+            history_cache_bytes: 32 << 20,
         }
     }
 
@@ -188,6 +191,9 @@ impl Config {
             message_rate,
             trust_proxy: flag(&get, "TRUST_PROXY", false)?,
             history_max_per_room: parse(&get, "HISTORY_MAX_PER_ROOM", 0)?,
+            history_cache_bytes: parse::<usize>(&get, "HISTORY_CACHE_MB", 32)?
+                .checked_mul(1 << 20)
+                .ok_or_else(|| ConfigError("HISTORY_CACHE_MB is too large".into()))?,
         })
     }
 }

@@ -35,6 +35,11 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(middleware::from_fn_with_state(state.clone(), api_guard))
+        // The hot read path, answered before the server-function layer.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::history::fast_path,
+        ))
         .layer(middleware::from_fn(security_headers))
         .layer(middleware::from_fn(log_request))
         // A bug in one handler answers 500 and is logged; the process and
@@ -113,6 +118,13 @@ pub fn origin_allowed(headers: &HeaderMap, config: &super::config::Config) -> bo
 
 fn json_error(status: StatusCode, error: ApiError) -> Response {
     (status, Json(error)).into_response()
+}
+
+/// An API error as the server functions answer it: the JSON body and the
+/// status its code stands for.
+pub fn api_error_response(error: ApiError) -> Response {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json_error(status, error)
 }
 
 /// For `/api`: refuses cross-site state changes (CSRF) and oversized

@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod embedded_redis;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod limits;
@@ -46,6 +47,10 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     /// Becomes `true` when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
+    /// Rendered history pages (see [`history`]).
+    pub pages: Arc<history::PageCache>,
+    /// Which user each recently seen session belongs to.
+    pub known_sessions: Arc<session::KnownSessions>,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -294,7 +299,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .site_addr(addr)
         .build();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let pages = Arc::new(history::PageCache::new(config.history_cache_bytes));
     let state = AppState {
+        pages,
+        known_sessions: Arc::default(),
         config: Arc::new(config),
         store,
         hub,

@@ -5,7 +5,8 @@
 //! not contain usable sessions. The TTL slides on every use. Every
 //! instance sees every session, so no sticky load balancing is needed.
 
-use super::store::{keys, unavailable, Store};
+use super::redis_con::Op;
+use super::store::{keys, next_reply, unavailable, Store};
 use crate::api::ApiError;
 use crate::protocol::{User, UserId};
 use http::HeaderMap;
@@ -119,26 +120,76 @@ pub async fn delete_all(store: &Store, user: UserId, keep: Option<&str>) -> Resu
         .map_err(unavailable)
 }
 
-/// The user of a token, extending the session's lifetime.
-pub async fn lookup(store: &Store, token: &str, ttl: Duration) -> Result<Option<User>, ApiError> {
-    if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
-    let mut con = store.con();
-    let value: Option<String> = redis::cmd("GETEX")
-        .arg(key_of(token))
+/// The Redis key of a well-formed token (64 hex digits), else `None`.
+pub fn key_for(token: &str) -> Option<String> {
+    (token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())).then(|| key_of(token))
+}
+
+/// `GETEX` of a session key that slides its TTL, for a batch; read the
+/// reply with [`user_of`].
+pub fn renew_op(key: &str, ttl: Duration) -> Op {
+    redis::cmd("GETEX")
+        .arg(key)
         .arg("EX")
         .arg(ttl.as_secs())
-        .query_async(&mut con)
+        .to_owned()
+        .into()
+}
+
+/// The user a session's value names (`{id}:{username}`).
+pub fn user_of(value: Option<String>) -> Option<User> {
+    let value = value?;
+    let (id, username) = value.split_once(':')?;
+    Some(User {
+        id: id.parse().ok()?,
+        username: username.to_string(),
+    })
+}
+
+/// The user of a token, extending the session's lifetime.
+pub async fn lookup(store: &Store, token: &str, ttl: Duration) -> Result<Option<User>, ApiError> {
+    let Some(key) = key_for(token) else {
+        return Ok(None);
+    };
+    let replies = store
+        .con()
+        .batch(vec![renew_op(&key, ttl)])
         .await
         .map_err(unavailable)?;
-    Ok(value.and_then(|v| {
-        let (id, username) = v.split_once(':')?;
-        Some(User {
-            id: id.parse().ok()?,
-            username: username.to_string(),
-        })
-    }))
+    Ok(user_of(next_reply(&mut replies.into_iter())?))
+}
+
+/// Which user each recently seen session key belongs to. A token names
+/// the same user for its whole life, so this is never stale in the way
+/// that matters: it only lets a request put its session check in the same
+/// round trip as the commands that need the user's id (the session itself
+/// is still checked in Redis every time). Bounded: cleared when full.
+#[derive(Default)]
+pub struct KnownSessions {
+    users: std::sync::Mutex<std::collections::HashMap<String, UserId>>,
+}
+
+impl KnownSessions {
+    const CAPACITY: usize = 100_000;
+
+    pub fn user(&self, key: &str) -> Option<UserId> {
+        self.users.lock().ok()?.get(key).copied()
+    }
+
+    pub fn remember(&self, key: &str, user: UserId) {
+        if let Ok(mut users) = self.users.lock() {
+            if users.len() >= Self::CAPACITY {
+                users.clear();
+            }
+            users.insert(key.to_string(), user);
+        }
+    }
+
+    pub fn forget(&self, key: &str) {
+        if let Ok(mut users) = self.users.lock() {
+            users.remove(key);
+        }
+    }
 }
 
 /// Deletes a session (logout).

@@ -22,6 +22,8 @@
 //! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, 24 h: idempotent sends |
 //! | `room:{ROOM}:imported` | string | set once the demo's sorted-set history was copied in |
 //! | `room:{ROOM}:rate:{user}` | string | messages sent in the current rate window |
+//! | `room:{ROOM}:edits` | hash | message id → JSON of its edit or deletion |
+//! | `room:{ROOM}:generation` | string | counter bumped by every edit, deletion or import: keys the history page cache |
 //! | `session:{sha256(token)}` | string | `{id}:{username}`, sliding TTL |
 //!
 //! The demo kept history in a sorted set `room:{id}` scored by date, where
@@ -89,6 +91,12 @@ pub mod keys {
     /// `{"message","editedMs"}` or `{"deleted":true,"editedMs"}`.
     pub fn room_edits(room: &str) -> String {
         format!("room:{{{room}}}:edits")
+    }
+    /// A counter bumped by every change to messages already stored (an
+    /// edit, a deletion, an import of older history): a history page
+    /// cached at one generation is served only while it is unchanged.
+    pub fn room_generation(room: &str) -> String {
+        format!("room:{{{room}}}:generation")
     }
     /// A room's shard channel on a cluster (sharded pub/sub): in the
     /// room's slot, so the room's scripts can `SPUBLISH` to it.
@@ -174,6 +182,7 @@ for i = 1, #items, 2 do
   end
 end
 redis.call('SET', KEYS[2], n)
+if n > 0 then redis.call('INCR', KEYS[3]) end
 return n
 "#,
     )
@@ -603,7 +612,7 @@ impl Store {
 
     /// Whether `user` belongs to `room`.
     pub async fn is_member(&self, user: UserId, room: &str) -> Result<bool, ApiError> {
-        if room.is_empty() || room.len() > 64 {
+        if !valid_room_id(room) {
             return Ok(false);
         }
         let mut con = self.con();
@@ -735,43 +744,70 @@ impl Store {
         before: Option<String>,
         limit: usize,
     ) -> Result<MessagePage, ApiError> {
-        if room.is_empty() || room.len() > 64 {
+        if !valid_room_id(room) {
             return Err(not_a_member());
         }
-        let end = match &before {
+        // The user's room set and the room are in different slots: a batch.
+        let mut ops = vec![Self::membership_op(user, room)];
+        ops.extend(Self::page_ops(room, before.as_deref(), limit));
+        let mut replies = self.con.batch(ops).await.map_err(unavailable)?.into_iter();
+        let member: bool = next_reply(&mut replies)?;
+        if !member {
+            return Err(not_a_member());
+        }
+        self.finish_page(room, limit, &mut replies).await
+    }
+
+    /// `SISMEMBER` of `room` in `user`'s rooms, for a batch.
+    pub fn membership_op(user: UserId, room: &str) -> Op {
+        redis::Cmd::sismember(keys::user_rooms(user), room).into()
+    }
+
+    /// `GET` of the room's generation (see [`keys::room_generation`]), for
+    /// a batch; read it with [`generation_of`].
+    pub fn generation_op(room: &str) -> Op {
+        redis::Cmd::get(keys::room_generation(room)).into()
+    }
+
+    /// The two commands that read a page of `room` (finish it with
+    /// [`Store::finish_page`]): the newest `limit + 1` entries older than
+    /// `before`, and whether the room has edits at all. Plain `XREVRANGE`
+    /// rather than `lua/page.lua`: a script that reads 51 entries into Lua
+    /// and back costs Redis several times more, and most rooms have no
+    /// edits (then this is the only round trip).
+    pub fn page_ops(room: &str, before: Option<&str>, limit: usize) -> [Op; 2] {
+        let end = match before {
             Some(cursor) => format!("({cursor}"),
             None => "+".to_string(),
         };
-        // The user's room set and the room are in different slots: a batch.
-        // Plain XREVRANGE rather than `lua/page.lua`: a script that reads
-        // 51 entries into Lua and back costs Redis several times more, and
-        // most rooms have no edits (then this is the only round trip).
-        let stream = keys::room_stream(room);
-        let edits_key = keys::room_edits(room);
-        let replies = self
-            .con
-            .batch(vec![
-                redis::Cmd::sismember(keys::user_rooms(user), room).into(),
-                redis::cmd("XREVRANGE")
-                    .arg(&stream)
-                    .arg(&end)
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(limit + 1)
-                    .to_owned()
-                    .into(),
-                redis::Cmd::exists(&edits_key).into(),
-            ])
-            .await
-            .map_err(unavailable)?;
-        let (member, entries, edited): (bool, Vec<RawEntry>, bool) =
-            from_values(replies).map_err(unavailable)?;
-        // A room with edits: theirs for this page, in a second round trip.
-        let edits: Vec<Option<String>> = if member && edited && !entries.is_empty() {
+        [
+            redis::cmd("XREVRANGE")
+                .arg(keys::room_stream(room))
+                .arg(&end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit + 1)
+                .to_owned()
+                .into(),
+            redis::Cmd::exists(keys::room_edits(room)).into(),
+        ]
+    }
+
+    /// Reads the page's entries from the replies of [`Store::page_ops`]
+    /// and, in a room with edits, their edits in a second round trip.
+    pub async fn finish_page(
+        &self,
+        room: &str,
+        limit: usize,
+        replies: &mut impl Iterator<Item = redis::Value>,
+    ) -> Result<MessagePage, ApiError> {
+        let entries: Vec<RawEntry> = next_reply(replies)?;
+        let edited: bool = next_reply(replies)?;
+        let edits: Vec<Option<String>> = if edited && !entries.is_empty() {
             let ids: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
             let mut con = self.con();
             redis::cmd("HMGET")
-                .arg(&edits_key)
+                .arg(keys::room_edits(room))
                 .arg(&ids)
                 .query_async(&mut con)
                 .await
@@ -779,11 +815,7 @@ impl Store {
         } else {
             vec![]
         };
-        let page: RawPage = (entries, edits);
-        if !member {
-            return Err(not_a_member());
-        }
-        let mut messages = page_messages(room, page);
+        let mut messages = page_messages(room, (entries, edits));
         let more = messages.len() > limit;
         messages.truncate(limit);
         let next = if more {
@@ -793,6 +825,22 @@ impl Store {
         };
         messages.reverse();
         Ok(MessagePage { messages, next })
+    }
+
+    /// Reads a page without any check (the caller has checked membership).
+    pub async fn read_page(
+        &self,
+        room: &str,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<MessagePage, ApiError> {
+        let replies = self
+            .con
+            .batch(Self::page_ops(room, before, limit).into())
+            .await
+            .map_err(unavailable)?;
+        self.finish_page(room, limit, &mut replies.into_iter())
+            .await
     }
 
     /// Messages after `after` (exclusive) in each room, oldest first and as
@@ -893,6 +941,7 @@ impl Store {
             .key(keys::room_stream(room))
             .key(keys::room_edits(room))
             .key(keys::message_rate(room, user))
+            .key(keys::room_generation(room))
             .arg(id)
             .arg(user)
             .arg(&text)
@@ -1091,6 +1140,7 @@ impl Store {
             let n: usize = IMPORT_SCRIPT
                 .key(keys::room_stream(room))
                 .key(keys::room_imported(room))
+                .key(keys::room_generation(room))
                 .arg(items)
                 .invoke_async(&mut con)
                 .await?;
@@ -1132,7 +1182,27 @@ fn entry_to_message(room: &str, (id, fields): RawEntry) -> Option<ChatMessage> {
     })
 }
 
-fn not_a_member() -> ApiError {
+/// The next reply of a batch as `T`; a missing or mistyped reply is the
+/// store misbehaving (503), not the client's fault.
+pub fn next_reply<T: redis::FromRedisValue>(
+    replies: &mut impl Iterator<Item = redis::Value>,
+) -> Result<T, ApiError> {
+    let value = replies.next().unwrap_or(redis::Value::Nil);
+    redis::from_redis_value(value).map_err(|e| unavailable(e.into()))
+}
+
+/// The generation from the reply of [`Store::generation_op`] (0 before the
+/// first change).
+pub fn generation_of(replies: &mut impl Iterator<Item = redis::Value>) -> Result<u64, ApiError> {
+    Ok(next_reply::<Option<u64>>(replies)?.unwrap_or(0))
+}
+
+/// Room ids are short; anything else is no room the user can be in.
+pub fn valid_room_id(room: &str) -> bool {
+    !room.is_empty() && room.len() <= 64
+}
+
+pub fn not_a_member() -> ApiError {
     ApiError::forbidden("You are not a member of this room.")
 }
 

@@ -1,5 +1,6 @@
 -- Edits or deletes a message of its own sender, and publishes the result.
--- KEYS: room stream, room edits hash, sender's rate key.
+-- KEYS: room stream, room edits hash, sender's rate key, room generation
+--       (bumped with every change: cached history pages compare it).
 -- ARGV: message id, user id, new text, '1' to delete, channel, server id,
 --       room id, rate count (0 = none), rate window ms, publish command
 --       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster).
@@ -25,6 +26,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ms = tonumber(string.match(ARGV[1], '^(%d+)-'))
 local data = {id = ARGV[1], roomId = ARGV[7], from = tonumber(from),
               date = math.floor(ms / 1000), dateMs = ms, editedMs = now}
+redis.call('INCR', KEYS[4])
 if ARGV[4] == '1' then
   redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({deleted = true, editedMs = now}))
   data['message'] = ''
