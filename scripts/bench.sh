@@ -23,7 +23,8 @@
 # CHART=path overrides). Everything started here is stopped on exit.
 # QUICK=1 runs a small version (under 2 minutes once built).
 # SKIP_BUILD=1 uses the binaries already built. ONLY="fanout capacity ..."
-# runs some scenarios only.
+# runs some scenarios only. F200_RATES, F1000_RATES, F1000_SAT_RATES (messages/s
+# per step, comma-separated), DUR and WARM (seconds) override the full run's steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -126,11 +127,14 @@ printf '{"scenario":"machine","nproc":%s,"cpu":"%s","mem_kib":%s,"kernel":"%s","
   "$(date +%s)" >>"$OUT"
 log "results: $OUT"
 
+# The load generator runs on one thread unless LOADGEN_RUNTIME says otherwise
+# (e.g. LOADGEN_RUNTIME="--threads 2").
+LOADGEN_RUNTIME=${LOADGEN_RUNTIME:---single-thread}
 lg() { # lg SCENARIO RUN [args...]
   local scenario=$1 run=$2
   shift 2
   "$LOADGEN_BIN" "$scenario" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
-    --redis-pid "$REDIS_PID" --single-thread --run "$TAG$run" --out "$OUT" "$@" >/dev/null
+    --redis-pid "$REDIS_PID" $LOADGEN_RUNTIME --run "$TAG$run" --out "$OUT" "$@" >/dev/null
 }
 
 if [[ $QUICK == 1 ]]; then
@@ -140,10 +144,10 @@ if [[ $QUICK == 1 ]]; then
   CAP_SOCKETS=1000; CAP_STEP=500
   HIST_SEED=100000
 else
-  DUR=10; WARM=2
-  F200_RATES=10,25,50,100,250,500,750,1000,1500,2000,3000
-  F1000_CLIENTS=1000; F1000_RATES=2,5,10,20,50,100,150,200,300,400
-  F1000_SAT_RATES=20,50,100,200,300,400,600
+  DUR=${DUR:-10}; WARM=${WARM:-2}
+  F200_RATES=${F200_RATES:-10,25,50,100,250,500,750,1000,1500,2000,3000}
+  F1000_CLIENTS=1000; F1000_RATES=${F1000_RATES:-2,5,10,20,50,100,150,200,300,400}
+  F1000_SAT_RATES=${F1000_SAT_RATES:-20,50,100,200,300,400,600}
   CAP_SOCKETS=10000; CAP_STEP=1000
   HIST_SEED=1000000
 fi
