@@ -1027,13 +1027,22 @@ async fn history_max_per_room_trims_the_oldest_messages() {
     let redis = TestRedis::start().await;
     let mut cfg = config(&redis);
     cfg.history_max_per_room = 20;
+    cfg.nonce_ttl = std::time::Duration::from_secs(120);
     let server = serve(cfg).await;
     let mut a = Client::new(&server);
-    a.register("alice").await;
+    let alice = a.register("alice").await;
     let mut s = a.socket().await;
+    let edit =
+        |id: &str, text: &str| json!({"type":"edit","data":{"roomId":"0","id":id,"message":text}});
+    let mut sent = Vec::new();
     for i in 0..300 {
         s.say("0", &format!("m{i}"), &format!("n{i}")).await;
-        s.wait_message(&format!("m{i}")).await;
+        sent.push(s.wait_message(&format!("m{i}")).await.id);
+        if i == 0 {
+            s.send_json(edit(&sent[0], "m0, edited")).await;
+            s.wait_for(|f| matches!(f, ServerFrame::MessageUpdated(_)).then_some(()))
+                .await;
+        }
     }
     // `MAXLEN ~ 20` drops whole stream nodes (100 entries each): at least
     // 20 stay, and at most about a node more.
@@ -1054,6 +1063,24 @@ async fn history_max_per_room_trims_the_oldest_messages() {
     assert_eq!(kept.len(), len);
     let expected: Vec<String> = (300 - len..300).map(|i| format!("m{i}")).collect();
     assert_eq!(kept, expected);
+
+    // Nonces are remembered for NONCE_TTL_SECS.
+    let nonce_ttl: i64 = con
+        .ttl(format!("room:{{0}}:nonce:{}:n299", alice.id))
+        .await
+        .unwrap();
+    assert!((1..=120).contains(&nonce_ttl), "nonce TTL {nonce_ttl}");
+    // The trim left m0's edit behind; the next edit in the room drops it.
+    let edits = "room:{0}:edits";
+    assert!(con.hexists::<_, _, bool>(edits, &sent[0]).await.unwrap());
+    s.send_json(edit(&sent[299], "m299, edited")).await;
+    s.wait_for(|f| match f {
+        ServerFrame::MessageUpdated(m) if m.id == sent[299] => Some(()),
+        _ => None,
+    })
+    .await;
+    assert!(!con.hexists::<_, _, bool>(edits, &sent[0]).await.unwrap());
+    assert!(con.hexists::<_, _, bool>(edits, &sent[299]).await.unwrap());
     server.shutdown().await;
     redis.stop().await;
 }

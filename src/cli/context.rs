@@ -62,6 +62,7 @@ impl Ctx {
                     server_id.clone(),
                 );
                 store.history_max_per_room = config.history_max_per_room;
+                store.nonce_ttl_secs = config.nonce_ttl.as_secs();
                 let presence = Presence::spawn(con, server_id, config.presence_ttl);
                 // The runtime has one thread and this task has not yielded
                 // since the spawn, so the heartbeat stops before its first

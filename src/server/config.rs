@@ -38,6 +38,8 @@ pub struct Config {
     pub history_max_per_room: u64,
     /// Bytes of rendered history pages kept in memory (0 turns the cache off).
     pub history_cache_bytes: usize,
+    /// How long a client nonce remembers its message (idempotent resends).
+    pub nonce_ttl: Duration,
 }
 
 /// A setting that could not be understood; the message names it.
@@ -70,6 +72,7 @@ impl Config {
             trust_proxy: false,
             history_max_per_room: 0,
             history_cache_bytes: 32 << 20,
+            nonce_ttl: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -161,6 +164,13 @@ impl Config {
             return Err(ConfigError("PRESENCE_TTL_SECS must be 3 to 3600".into()));
         }
 
+        let nonce_ttl_secs: u64 = parse(&get, "NONCE_TTL_SECS", 24 * 3600)?;
+        if !(60..=30 * 24 * 3600).contains(&nonce_ttl_secs) {
+            return Err(ConfigError(
+                "NONCE_TTL_SECS must be 60 to 2592000 (30 days)".into(),
+            ));
+        }
+
         let message_rate = match get("MSG_RATE_LIMIT") {
             None => super::limits::MessageRate::parse("30/10").expect("valid default"),
             Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
@@ -194,6 +204,7 @@ impl Config {
             history_cache_bytes: parse::<usize>(&get, "HISTORY_CACHE_MB", 32)?
                 .checked_mul(1 << 20)
                 .ok_or_else(|| ConfigError("HISTORY_CACHE_MB is too large".into()))?,
+            nonce_ttl: Duration::from_secs(nonce_ttl_secs),
         })
     }
 }
@@ -253,6 +264,10 @@ mod tests {
         assert!(matches!(c.redis, RedisSource::Embedded { .. }));
         assert!(c.demo_data);
         assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!(c.nonce_ttl.as_secs(), 86_400);
+        assert_eq!(c.history_cache_bytes, 32 << 20);
+        let c = with(&[("NONCE_TTL_SECS", "3600"), ("HISTORY_CACHE_MB", "0")]).unwrap();
+        assert_eq!((c.nonce_ttl.as_secs(), c.history_cache_bytes), (3600, 0));
     }
 
     #[test]
@@ -311,6 +326,8 @@ mod tests {
             ("MSG_RATE_LIMIT", "lots"),
             ("REDIS_CLUSTER_NODES", "nowhere"),
             ("HISTORY_MAX_PER_ROOM", "-1"),
+            ("NONCE_TTL_SECS", "59"),
+            ("HISTORY_CACHE_MB", "lots"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

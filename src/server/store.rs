@@ -108,10 +108,6 @@ pub mod keys {
     }
 }
 
-/// How long a nonce remembers its message, so a resend after a reconnect
-/// is stored once.
-const NONCE_TTL_SECS: u64 = 24 * 3600;
-
 /// Logs a Redis failure and turns it into the client-facing 503.
 pub fn unavailable(e: redis::RedisError) -> ApiError {
     tracing::warn!(error = %e, "redis command failed");
@@ -322,6 +318,9 @@ pub struct Store {
     pub message_rate: super::limits::MessageRate,
     /// `HISTORY_MAX_PER_ROOM`: messages kept per room (0 = all).
     pub history_max_per_room: u64,
+    /// `NONCE_TTL_SECS`: how long a nonce remembers its message, so that a
+    /// resend after a reconnect is stored once.
+    pub nonce_ttl_secs: u64,
     server_id: Arc<str>,
     /// Room events go to per-room shard channels (`SPUBLISH`), not to
     /// [`CHANNEL`]: on a cluster.
@@ -342,6 +341,7 @@ impl Store {
             max_message_chars,
             message_rate: super::limits::MessageRate::UNLIMITED,
             history_max_per_room: 0,
+            nonce_ttl_secs: 24 * 3600,
             server_id,
         }
     }
@@ -952,6 +952,11 @@ impl Store {
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
             .arg(self.publish_command())
+            .arg(if self.history_max_per_room > 0 {
+                "1"
+            } else {
+                "0"
+            })
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
@@ -1069,7 +1074,7 @@ impl Store {
             .arg(self.server_id.as_ref())
             .arg(room)
             .arg(nonce)
-            .arg(NONCE_TTL_SECS)
+            .arg(self.nonce_ttl_secs)
             .arg(self.room_channel(room))
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)

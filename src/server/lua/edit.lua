@@ -3,7 +3,8 @@
 --       (bumped with every change: cached history pages compare it).
 -- ARGV: message id, user id, new text, '1' to delete, channel, server id,
 --       room id, rate count (0 = none), rate window ms, publish command
---       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster).
+--       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster),
+--       '1' when the room's stream is trimmed (HISTORY_MAX_PER_ROOM).
 -- Returns {1, edited ms}, {0} not found / already deleted, {3} not the
 -- sender's, {2, retry ms} rate limited.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
@@ -36,4 +37,22 @@ else
   data['message'] = ARGV[3]
 end
 redis.call(ARGV[10], ARGV[5], cjson.encode({serverId = ARGV[6], type = 'message.updated', data = data}))
+-- A trimmed stream leaves the edits of its dropped messages behind. Each
+-- edit looks at up to 20 random edits and drops those older than the
+-- stream's first entry: the hash grows by one per edit, so stale entries
+-- stay a small share of it, at O(1) per edit.
+if ARGV[11] == '1' then
+  local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #first > 0 then
+    local fms, fseq = string.match(first[1][1], '^(%d+)-(%d+)$')
+    fms, fseq = tonumber(fms), tonumber(fseq)
+    for _, old in ipairs(redis.call('HRANDFIELD', KEYS[2], 20)) do
+      local ms, seq = string.match(old, '^(%d+)-(%d+)$')
+      ms, seq = tonumber(ms), tonumber(seq)
+      if ms and (ms < fms or (ms == fms and seq < fseq)) then
+        redis.call('HDEL', KEYS[2], old)
+      end
+    end
+  end
+end
 return {1, now}
