@@ -66,15 +66,14 @@ async fn server_fn(State(state): State<AppState>, req: Request) -> Response {
         .into_response()
 }
 
-/// `GET /healthz`: 200 when Redis answers (and says whether the pub/sub
-/// subscription is up), 503 otherwise.
+/// `GET /healthz`: 200 when Redis answers (on a cluster: every primary
+/// that serves slots), and says whether the pub/sub subscription is up;
+/// 503 otherwise.
 async fn healthz(State(state): State<AppState>) -> Response {
-    let mut con = state.store.con();
-    let ping_cmd = redis::cmd("PING");
-    let ping = ping_cmd.query_async::<String>(&mut con);
+    let con = state.store.con();
     let redis_up = matches!(
-        tokio::time::timeout(Duration::from_secs(2), ping).await,
-        Ok(Ok(_))
+        tokio::time::timeout(Duration::from_secs(2), con.ping_all()).await,
+        Ok(Ok(()))
     );
     let body = serde_json::json!({
         "status": if redis_up { "ok" } else { "unavailable" },

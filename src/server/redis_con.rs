@@ -289,6 +289,41 @@ impl RedisCon {
             .await?;
         Ok(parse_primaries(&text))
     }
+
+    /// Whether Redis answers: `PING`, and on a cluster a `PING` to every
+    /// primary that serves slots (redis-rs's own `PING` fan-out skips a
+    /// primary it has lost, and the others answering is not enough: the
+    /// lost one's rooms are down).
+    pub async fn ping_all(&self) -> RedisResult<()> {
+        match self {
+            Self::Single(c) => {
+                let _: String = redis::cmd("PING").query_async(&mut c.clone()).await?;
+            }
+            Self::Cluster(c) => {
+                let text: String = redis::cmd("CLUSTER")
+                    .arg("NODES")
+                    .query_async(&mut c.clone())
+                    .await?;
+                let pings = parse_serving_primaries(&text)
+                    .into_iter()
+                    .map(|(host, port)| {
+                        let mut con = c.clone();
+                        async move {
+                            con.route_command(
+                                redis::cmd("PING"),
+                                RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                                    host,
+                                    port,
+                                }),
+                            )
+                            .await
+                        }
+                    });
+                futures::future::try_join_all(pings).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `seed` (a node URL, with its scheme, user, password and options) for
@@ -331,23 +366,52 @@ pub async fn subscriber_candidates(seeds: &[String], con: &RedisCon) -> Vec<Stri
 /// `(host, port)` of every primary not flagged failing in a
 /// `CLUSTER NODES` reply.
 pub fn parse_primaries(text: &str) -> Vec<(String, u16)> {
-    text.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let _id = fields.next()?;
-            let addr = fields.next()?;
-            let flags = fields.next()?;
-            let flags: Vec<&str> = flags.split(',').collect();
-            if !flags.contains(&"master") || flags.iter().any(|f| f.starts_with("fail")) {
-                return None;
-            }
-            // ip:port@cport[,hostname]
-            let addr = addr.split('@').next()?;
-            let (host, port) = addr.rsplit_once(':')?;
-            let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
-            Some((host.to_string(), port))
-        })
+    masters(text)
+        .filter(|m| !m.failed)
+        .map(|m| (m.host, m.port))
         .collect()
+}
+
+/// The primaries that serve slots, `(host, port)`, from `CLUSTER NODES`
+/// text, including those flagged as failing: while one of them is down,
+/// its slots are unavailable. (A failed primary whose slots went to a
+/// promoted replica lists no slots and is not included.)
+pub fn parse_serving_primaries(text: &str) -> Vec<(String, u16)> {
+    masters(text)
+        .filter(|m| m.serves_slots)
+        .map(|m| (m.host, m.port))
+        .collect()
+}
+
+struct Master {
+    host: String,
+    port: u16,
+    failed: bool,
+    serves_slots: bool,
+}
+
+/// The primaries of `CLUSTER NODES` text that have an address. A line is
+/// `id ip:port@cport[,hostname] flags master ping pong epoch link slot…`.
+fn masters(text: &str) -> impl Iterator<Item = Master> + '_ {
+    text.lines().filter_map(|line| {
+        let mut fields = line.split_whitespace();
+        let _id = fields.next()?;
+        let addr = fields.next()?;
+        let flags: Vec<&str> = fields.next()?.split(',').collect();
+        if !flags.contains(&"master") {
+            return None;
+        }
+        let addr = addr.split('@').next()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+        Some(Master {
+            host: host.to_string(),
+            port,
+            failed: flags.iter().any(|f| f.starts_with("fail")),
+            // After master, ping-sent, pong-recv, config-epoch, link-state.
+            serves_slots: fields.nth(5).is_some(),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -379,6 +443,17 @@ e5 :0@0 master,noaddr - 0 0 0 disconnected
         assert_eq!(
             parse_primaries(text),
             vec![("127.0.0.1".into(), 7001), ("127.0.0.1".into(), 7002)]
+        );
+        // For health, the failing primary still holds its slots; a failed
+        // one whose slots moved does not count.
+        let moved = format!("{text}f6 127.0.0.1:7005@17005 master,fail - 0 0 1 disconnected\n");
+        assert_eq!(
+            parse_serving_primaries(&moved),
+            vec![
+                ("127.0.0.1".into(), 7001),
+                ("127.0.0.1".into(), 7002),
+                ("127.0.0.1".into(), 7003)
+            ]
         );
     }
 }
