@@ -1084,3 +1084,52 @@ async fn history_max_per_room_trims_the_oldest_messages() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn history_max_age_days_removes_messages_as_they_become_too_old() {
+    let redis = TestRedis::start().await;
+    let mut cfg = config(&redis);
+    cfg.history_max_age_days = 1;
+    let server = serve(cfg).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    // Two messages from long ago and one from an hour ago, as an older
+    // deployment (or the demo import) could have left them.
+    let mut con = redis.con().await;
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        - 3_600_000;
+    for (id, text) in [
+        ("1000-0".to_string(), "ancient"),
+        ("2000-0".to_string(), "old"),
+        (format!("{hour_ago}-0"), "recent"),
+    ] {
+        let _: String = redis::cmd("XADD")
+            .arg("room:{0}:stream")
+            .arg(&id)
+            .arg("from")
+            .arg(1)
+            .arg("message")
+            .arg(text)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    // The next message trims what is older than a day, exactly.
+    let mut s = a.socket().await;
+    s.say("0", "now", "n1").await;
+    s.wait_message("now").await;
+    let texts: Vec<String> = page(&mut a, "0", None, None)
+        .await
+        .messages
+        .into_iter()
+        .map(|m| m.message)
+        .collect();
+    assert_eq!(texts, ["recent", "now"]);
+    let len: usize = con.xlen("room:{0}:stream").await.unwrap();
+    assert_eq!(len, 2);
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -63,6 +63,7 @@ impl Ctx {
                 );
                 store.history_max_per_room = config.history_max_per_room;
                 store.nonce_ttl_secs = config.nonce_ttl.as_secs();
+                store.history_max_age_ms = config.history_max_age_days * 86_400_000;
                 let presence = Presence::spawn(con, server_id, config.presence_ttl);
                 // The runtime has one thread and this task has not yielded
                 // since the spawn, so the heartbeat stops before its first

@@ -40,6 +40,9 @@ pub struct Config {
     pub history_cache_bytes: usize,
     /// How long a client nonce remembers its message (idempotent resends).
     pub nonce_ttl: Duration,
+    /// Messages older than this many days are removed as new ones arrive
+    /// (`XTRIM … MINID`); 0 keeps them.
+    pub history_max_age_days: u64,
 }
 
 /// A setting that could not be understood; the message names it.
@@ -73,6 +76,7 @@ impl Config {
             history_max_per_room: 0,
             history_cache_bytes: 32 << 20,
             nonce_ttl: Duration::from_secs(24 * 3600),
+            history_max_age_days: 0,
         }
     }
 
@@ -171,6 +175,13 @@ impl Config {
             ));
         }
 
+        let history_max_age_days: u64 = parse(&get, "HISTORY_MAX_AGE_DAYS", 0)?;
+        if history_max_age_days > 36_500 {
+            return Err(ConfigError(
+                "HISTORY_MAX_AGE_DAYS must be 0 (keep all) to 36500".into(),
+            ));
+        }
+
         let message_rate = match get("MSG_RATE_LIMIT") {
             None => super::limits::MessageRate::parse("30/10").expect("valid default"),
             Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
@@ -205,6 +216,7 @@ impl Config {
                 .checked_mul(1 << 20)
                 .ok_or_else(|| ConfigError("HISTORY_CACHE_MB is too large".into()))?,
             nonce_ttl: Duration::from_secs(nonce_ttl_secs),
+            history_max_age_days,
         })
     }
 }
@@ -327,6 +339,7 @@ mod tests {
             ("REDIS_CLUSTER_NODES", "nowhere"),
             ("HISTORY_MAX_PER_ROOM", "-1"),
             ("NONCE_TTL_SECS", "59"),
+            ("HISTORY_MAX_AGE_DAYS", "36501"),
             ("HISTORY_CACHE_MB", "lots"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();

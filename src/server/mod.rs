@@ -271,6 +271,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     store.message_rate = config.message_rate;
     store.history_max_per_room = config.history_max_per_room;
     store.nonce_ttl_secs = config.nonce_ttl.as_secs();
+    store.history_max_age_ms = config.history_max_age_days * 86_400_000;
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;

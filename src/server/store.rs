@@ -122,7 +122,9 @@ pub fn unavailable(e: redis::RedisError) -> ApiError {
 /// room, nonce, nonce TTL, channel, rate count (0 = none), rate window ms,
 /// publish command (`PUBLISH`, or `SPUBLISH` to the room's shard channel),
 /// messages to keep (0 = all; else `MAXLEN ~`: whole stream nodes are
-/// dropped, so a room keeps at least that many and about 100 more).
+/// dropped, so a room keeps at least that many and about 100 more), the
+/// longest age of a message in ms (0 = any; else an exact `XTRIM MINID`,
+/// which removes only what just became too old).
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -141,6 +143,10 @@ if ARGV[11] ~= '0' then
   id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[11], '*', 'from', ARGV[1], 'message', ARGV[2])
 else
   id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
+end
+if ARGV[12] ~= '0' then
+  local oldest = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[12])
+  if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', oldest)) end
 end
 if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
 local ms = tonumber(string.match(id, '^(%d+)-'))
@@ -321,6 +327,8 @@ pub struct Store {
     /// `NONCE_TTL_SECS`: how long a nonce remembers its message, so that a
     /// resend after a reconnect is stored once.
     pub nonce_ttl_secs: u64,
+    /// `HISTORY_MAX_AGE_DAYS` in ms: older messages are trimmed (0 = none).
+    pub history_max_age_ms: u64,
     server_id: Arc<str>,
     /// Room events go to per-room shard channels (`SPUBLISH`), not to
     /// [`CHANNEL`]: on a cluster.
@@ -342,6 +350,7 @@ impl Store {
             message_rate: super::limits::MessageRate::UNLIMITED,
             history_max_per_room: 0,
             nonce_ttl_secs: 24 * 3600,
+            history_max_age_ms: 0,
             server_id,
         }
     }
@@ -368,6 +377,11 @@ impl Store {
         } else {
             CHANNEL.to_string()
         }
+    }
+
+    /// Whether rooms lose old messages (by count or by age).
+    fn trims(&self) -> bool {
+        self.history_max_per_room > 0 || self.history_max_age_ms > 0
     }
 
     fn publish_command(&self) -> &'static str {
@@ -952,11 +966,7 @@ impl Store {
             .arg(self.message_rate.count)
             .arg(self.message_rate.window_ms)
             .arg(self.publish_command())
-            .arg(if self.history_max_per_room > 0 {
-                "1"
-            } else {
-                "0"
-            })
+            .arg(if self.trims() { "1" } else { "0" })
             .invoke_async(&mut con)
             .await
             .map_err(|e| {
@@ -1080,6 +1090,7 @@ impl Store {
             .arg(self.message_rate.window_ms)
             .arg(self.publish_command())
             .arg(self.history_max_per_room)
+            .arg(self.history_max_age_ms)
             .invoke_async(&mut con)
             .await
             .map_err(|e| {

@@ -4,7 +4,7 @@
 -- ARGV: message id, user id, new text, '1' to delete, channel, server id,
 --       room id, rate count (0 = none), rate window ms, publish command
 --       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster),
---       '1' when the room's stream is trimmed (HISTORY_MAX_PER_ROOM).
+--       '1' when rooms are trimmed (HISTORY_MAX_PER_ROOM or _AGE_DAYS).
 -- Returns {1, edited ms}, {0} not found / already deleted, {3} not the
 -- sender's, {2, retry ms} rate limited.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
