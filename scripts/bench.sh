@@ -25,6 +25,8 @@
 # SKIP_BUILD=1 uses the binaries already built. ONLY="fanout capacity ..."
 # runs some scenarios only. F200_RATES, F1000_RATES, F1000_SAT_RATES (messages/s
 # per step, comma-separated), DUR and WARM (seconds) override the full run's steps.
+# PIN_CPUS=1 runs the server on CPU 0 and the load generator on CPU 1 (taskset;
+# Redis stays unpinned), so the two do not take turns on the same core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,12 +92,19 @@ for _ in $(seq 100); do redis-cli -s "$SOCK" ping >/dev/null 2>&1 && break; slee
 redis-cli -s "$SOCK" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$WORK/redis.log" >&2; exit 1; }
 REDIS_URL="redis+unix://$SOCK"
 
+SERVER_PIN=""; LOADGEN_PIN=""
+if [[ ${PIN_CPUS:-0} == 1 ]]; then
+  command -v taskset >/dev/null || { echo "PIN_CPUS=1 needs taskset (util-linux)" >&2; exit 1; }
+  SERVER_PIN="taskset -c 0"; LOADGEN_PIN="taskset -c 1"
+  log "pinned: server on CPU 0, load generator on CPU 1"
+fi
+
 PORT=""
 # start_server VAR_FOR_PID PORT BCRYPT_COST: a fresh server on our Redis.
 start_server() {
   local port=$2 cost=$3
   PORT=$port BCRYPT_COST=$cost MSG_RATE_LIMIT=0 ADDR=127.0.0.1 REDIS_URL=$REDIS_URL DEMO_DATA=false \
-    RUST_LOG=warn SITE_ROOT=target/site "$SERVER_BIN" >>"$WORK/server-$port.log" 2>&1 &
+    RUST_LOG=warn SITE_ROOT=target/site $SERVER_PIN "$SERVER_BIN" >>"$WORK/server-$port.log" 2>&1 &
   local pid=$!
   printf -v "$1" '%s' "$pid"
   for _ in $(seq 100); do
@@ -133,7 +142,7 @@ LOADGEN_RUNTIME=${LOADGEN_RUNTIME:---single-thread}
 lg() { # lg SCENARIO RUN [args...]
   local scenario=$1 run=$2
   shift 2
-  "$LOADGEN_BIN" "$scenario" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
+  $LOADGEN_PIN "$LOADGEN_BIN" "$scenario" --addr "127.0.0.1:$PORT" --server-pid "$SERVER_PID" \
     --redis-pid "$REDIS_PID" $LOADGEN_RUNTIME --run "$TAG$run" --out "$OUT" "$@" >/dev/null
 }
 
