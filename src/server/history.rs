@@ -118,7 +118,7 @@ pub async fn page_json(
         _ => {
             // A new token, or an answer that is not a page: the session
             // decides between 401 and the error.
-            let user = session::lookup(&state.store, token.unwrap_or_default(), ttl)
+            let user = session::lookup_key(&state.store, &key, ttl)
                 .await?
                 .ok_or_else(ApiError::unauthorized)?;
             state.known_sessions.remember(&key, user.id);

@@ -283,11 +283,7 @@ impl RedisCon {
         let Self::Cluster(c) = self else {
             return Ok(vec![]);
         };
-        let text: String = redis::cmd("CLUSTER")
-            .arg("NODES")
-            .query_async(&mut c.clone())
-            .await?;
-        Ok(parse_primaries(&text))
+        Ok(parse_primaries(&cluster_nodes(c).await?))
     }
 
     /// Whether Redis answers: `PING`, and on a cluster a `PING` to every
@@ -300,11 +296,7 @@ impl RedisCon {
                 let _: String = redis::cmd("PING").query_async(&mut c.clone()).await?;
             }
             Self::Cluster(c) => {
-                let text: String = redis::cmd("CLUSTER")
-                    .arg("NODES")
-                    .query_async(&mut c.clone())
-                    .await?;
-                let pings = parse_serving_primaries(&text)
+                let pings = parse_serving_primaries(&cluster_nodes(c).await?)
                     .into_iter()
                     .map(|(host, port)| {
                         let mut con = c.clone();
@@ -324,6 +316,14 @@ impl RedisCon {
         }
         Ok(())
     }
+}
+
+/// `CLUSTER NODES` as some node of the cluster sees it.
+async fn cluster_nodes(c: &ClusterConnection) -> RedisResult<String> {
+    redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut c.clone())
+        .await
 }
 
 /// `seed` (a node URL, with its scheme, user, password and options) for

@@ -148,12 +148,17 @@ pub fn user_of(value: Option<String>) -> Option<User> {
 
 /// The user of a token, extending the session's lifetime.
 pub async fn lookup(store: &Store, token: &str, ttl: Duration) -> Result<Option<User>, ApiError> {
-    let Some(key) = key_for(token) else {
-        return Ok(None);
-    };
+    match key_for(token) {
+        Some(key) => lookup_key(store, &key, ttl).await,
+        None => Ok(None),
+    }
+}
+
+/// [`lookup`] by the session's key (see [`key_for`]).
+pub async fn lookup_key(store: &Store, key: &str, ttl: Duration) -> Result<Option<User>, ApiError> {
     let replies = store
         .con()
-        .batch(vec![renew_op(&key, ttl)])
+        .batch(vec![renew_op(key, ttl)])
         .await
         .map_err(unavailable)?;
     Ok(user_of(next_reply(&mut replies.into_iter())?))

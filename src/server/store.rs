@@ -19,7 +19,7 @@
 //! | `username_ci:{lowercase name}` | string | user id; makes names unique case-insensitively (claimed with SET NX) |
 //! | `users_by_name` | zset | `lowercase name \0 id`, score 0: prefix search with ZRANGEBYLEX |
 //! | `room:{ROOM}:stream` | stream | messages; the entry id is the message id (braces: a cluster hash tag) |
-//! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, 24 h: idempotent sends |
+//! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, `NONCE_TTL_SECS` (24 h): idempotent sends |
 //! | `room:{ROOM}:imported` | string | set once the demo's sorted-set history was copied in |
 //! | `room:{ROOM}:rate:{user}` | string | messages sent in the current rate window |
 //! | `room:{ROOM}:edits` | hash | message id → JSON of its edit or deletion |
@@ -144,12 +144,11 @@ if ARGV[11] ~= '0' then
 else
   id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
 end
-if ARGV[12] ~= '0' then
-  local oldest = tonumber(string.match(id, '^(%d+)-')) - tonumber(ARGV[12])
-  if oldest > 0 then redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', oldest)) end
+local ms = tonumber(string.match(id, '^(%d+)-'))
+if ARGV[12] ~= '0' and ms > tonumber(ARGV[12]) then
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', ms - tonumber(ARGV[12])))
 end
 if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
-local ms = tonumber(string.match(id, '^(%d+)-'))
 local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
               date = math.floor(ms / 1000), dateMs = ms, message = ARGV[2]}
 if nonce ~= '' then data['nonce'] = nonce end
