@@ -1,0 +1,38 @@
+-- Stores a message and publishes it, in one round trip.
+-- KEYS: room stream, nonce key, sender's rate key.
+-- ARGV: from, message, server id, room id, nonce ('' = none), nonce TTL s,
+--       channel, rate count (0 = none), rate window ms, publish command
+--       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster),
+--       messages to keep (0 = all; else XADD MAXLEN ~: whole stream nodes
+--       are dropped, so a room keeps at least that many and about 100
+--       more), the longest age of a message in ms (0 = any; else an exact
+--       XTRIM MINID, which removes only what just became too old).
+-- Returns {1, id} for a new message, {0, id} when the nonce was seen
+-- before (nothing is stored or published again), {2, retry ms} when the
+-- sender's rate limit is reached.
+local nonce = ARGV[5]
+if nonce ~= '' then
+  local prior = redis.call('GET', KEYS[2])
+  if prior then return {0, prior} end
+end
+if ARGV[8] ~= '0' then
+  local n = redis.call('INCR', KEYS[3])
+  if n == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[9]) end
+  if n > tonumber(ARGV[8]) then return {2, tostring(redis.call('PTTL', KEYS[3]))} end
+end
+local id
+if ARGV[11] ~= '0' then
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[11], '*', 'from', ARGV[1], 'message', ARGV[2])
+else
+  id = redis.call('XADD', KEYS[1], '*', 'from', ARGV[1], 'message', ARGV[2])
+end
+local ms = tonumber(string.match(id, '^(%d+)-'))
+if ARGV[12] ~= '0' and ms > tonumber(ARGV[12]) then
+  redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', ms - tonumber(ARGV[12])))
+end
+if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
+local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
+              date = math.floor(ms / 1000), dateMs = ms, message = ARGV[2]}
+if nonce ~= '' then data['nonce'] = nonce end
+redis.call(ARGV[10], ARGV[7], cjson.encode({serverId = ARGV[3], type = 'message', data = data}))
+return {1, id}
