@@ -10,6 +10,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod embedded_redis;
+pub mod gap;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -17,10 +18,14 @@ pub mod limits;
 pub mod outbox;
 pub mod presence;
 pub mod redis_con;
+pub mod revocation;
 pub mod session;
 pub mod shards;
+pub mod socket_session;
 pub mod store;
+pub mod subscriber;
 pub mod wire;
+pub mod writers;
 pub mod ws;
 
 #[cfg(test)]
@@ -285,8 +290,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
-    let hub = Hub::spawn(urls, store.clone(), timeouts, presence.clone())
-        .map_err(|e| StartError::Redis(e.to_string()))?;
+    let hub = Hub::spawn(
+        urls,
+        store.clone(),
+        timeouts,
+        presence.clone(),
+        config.max_sockets_per_user,
+    )
+    .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

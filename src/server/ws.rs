@@ -12,9 +12,11 @@
 //! bad text, 1008 idle, 1009 too big, 1013 too slow).
 
 use super::outbox::{Outbox, Status};
+use super::session::{self, SessionId};
+use super::socket_session::SocketSession;
 use super::store::{parse_cursor, SendOutcome};
 use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
-use super::{session, AppState};
+use super::AppState;
 use crate::protocol::{
     codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, Typing,
     User, MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM, TYPING_RESEND_MS,
@@ -51,12 +53,15 @@ const CLOSE_WRITE_WAIT: Duration = Duration::from_secs(60);
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 pub mod close {
+    pub use crate::protocol::close_codes::{SESSION_ENDED, TOO_MANY_SOCKETS};
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
     pub const BAD_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    /// The server lost events for this socket: reconnect and resume.
+    pub const SERVICE_RESTART: u16 = 1012;
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
@@ -129,11 +134,20 @@ pub async fn handler(
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
     };
     let hold = matches!(params.resume.as_deref(), Some("1" | "true"));
+    let session = SocketSession::new(SessionId::of_token(&token), state.config.session_ttl);
     let upgrade = hyper::upgrade::on(&mut request);
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                serve_socket(state, user, peer.stream, TokioIo::new(upgraded), hold).await
+                serve_socket(
+                    state,
+                    user,
+                    session,
+                    peer.stream,
+                    TokioIo::new(upgraded),
+                    hold,
+                )
+                .await
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -161,12 +175,15 @@ enum End {
 async fn serve_socket(
     state: AppState,
     user: User,
+    mut session: SocketSession,
     stream: Arc<TcpStream>,
     mut io: TokioIo<hyper::upgrade::Upgraded>,
     hold: bool,
 ) {
     let out = Outbox::new(stream, hold);
-    let link = state.hub.join(&user, out.clone());
+    let link = state.hub.join(&user, session.id, out.clone());
+    let expiry = tokio::time::sleep_until(session.expires());
+    tokio::pin!(expiry);
     let mut ready = Some(link.ready);
     let mut reader = FrameReader::new(MAX_FRAME_BYTES);
     let mut shutdown = state.shutdown.clone();
@@ -203,7 +220,16 @@ async fn serve_socket(
                 out.release(|_| false);
                 continue;
             }
-            incoming = reader.next(&mut io) => incoming,
+            _ = &mut expiry => None,
+            incoming = reader.next(&mut io) => Some(incoming),
+        };
+        let Some(incoming) = incoming else {
+            // The session would have expired by now, unless renewed elsewhere.
+            if !session.alive(&state.store).await {
+                break session_ended();
+            }
+            expiry.as_mut().reset(session.expires());
+            continue;
         };
         out.heard();
         let text = match incoming {
@@ -233,6 +259,12 @@ async fn serve_socket(
             Err(ReadError::BadText) => break End::Close(close::BAD_DATA, "text must be UTF-8"),
             Err(ReadError::Protocol(why)) => break End::Close(close::PROTOCOL, why),
         };
+        // Activity keeps the session alive; an ended one ends the socket
+        // before anything it sent is looked at.
+        if !session.touch(&state.store).await {
+            break session_ended();
+        }
+        expiry.as_mut().reset(session.expires());
         match serde_json::from_str::<ClientFrame>(&text) {
             Ok(ClientFrame::Resume(request)) => {
                 // On a cluster: until the user's rooms are subscribed, live
@@ -264,7 +296,9 @@ async fn serve_socket(
                     out.release(|_| false);
                 }
                 let answer = match decoded {
-                    Ok(frame) => Box::pin(handle_frame(&state, &user, &mut memory, frame)).await,
+                    Ok(frame) => {
+                        Box::pin(handle_frame(&state, &user, &out, &mut memory, frame)).await
+                    }
                     Err(_) => Some(ServerFrame::Error(explain_bad_frame(&text))),
                 };
                 if let Some(frame) = answer {
@@ -291,6 +325,11 @@ async fn serve_socket(
             .await;
         }
     }
+}
+
+/// The session this socket was opened with has ended (4001).
+fn session_ended() -> End {
+    End::Close(close::SESSION_ENDED, "session ended")
 }
 
 /// Writes the socket's backlog out, waiting up to `limit` for the peer to
@@ -428,9 +467,16 @@ async fn ensure_member(
 async fn handle_frame(
     state: &AppState,
     user: &User,
+    out: &Outbox,
     memory: &mut SocketMemory,
     frame: ClientFrame,
 ) -> Option<ServerFrame> {
+    // Closing (its session ended, or the hub dropped it): nothing more it
+    // sends counts. The hub requests the close before an instance
+    // acknowledges a sign-out, so this holds for anything sent after one.
+    if out.status() != Status::Open {
+        return None;
+    }
     let result = match frame {
         ClientFrame::Resume(_) => Ok(None),
         ClientFrame::Message(send) => {
