@@ -208,6 +208,11 @@ pub struct ResumeRequest {
 /// Most messages replayed per room by one resume; a room with more is
 /// listed in [`Resumed::truncated`] and should be reloaded from history.
 pub const MAX_RESUME_PER_ROOM: usize = 500;
+/// Most messages replayed by one resume over all its rooms; rooms past it
+/// are listed in [`Resumed::truncated`] too.
+pub const MAX_RESUME_TOTAL: usize = 2000;
+/// Most rooms one resume looks at (the rest are ignored).
+pub const MAX_RESUME_ROOMS: usize = 1000;
 
 /// What a client may say about a new message. Sender and time are not here:
 /// the server decides them.
@@ -254,8 +259,9 @@ pub enum ServerFrame {
 pub struct Resumed {
     /// Room id → last message id now delivered (rooms with news only).
     pub rooms: BTreeMap<String, String>,
-    /// Rooms with more than [`MAX_RESUME_PER_ROOM`] missed messages: only
-    /// the oldest were replayed; reload their history.
+    /// Rooms with more than [`MAX_RESUME_PER_ROOM`] missed messages, or
+    /// past [`MAX_RESUME_TOTAL`] for the whole resume: only the oldest (or
+    /// none) were replayed; reload their history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<String>,
 }

@@ -30,6 +30,9 @@
 //! Control events (`revocation.rs`: sessions that ended) come on the same
 //! connection and close the sockets of those sessions.
 
+mod catch_up;
+mod events;
+
 use super::gap::{self, CaughtUp, Gaps};
 use super::outbox::Outbox;
 use super::presence::Presence;
@@ -42,9 +45,7 @@ use super::subscriber::{self, Feed};
 use super::wire;
 use super::writers::{self, EndJob, LocalSocket, Targets, ToWriter, MAX_BATCH};
 use super::ws::close;
-use crate::protocol::{
-    private_room_members, Control, Envelope, ServerFrame, User, UserId, GENERAL_ROOM_ID,
-};
+use crate::protocol::{Control, ServerFrame, User, UserId};
 use bytes::Bytes;
 use std::{
     collections::HashMap,
@@ -64,6 +65,10 @@ pub struct SocketLink {
     /// streams, so the replay covers whatever came before.
     pub ready: oneshot::Receiver<()>,
 }
+
+#[cfg(test)]
+pub(crate) use events::decode_for_tests;
+use events::{decode, follow, About, Event};
 
 /// What the hub hears besides the subscriber's feed.
 enum Command {
@@ -414,155 +419,6 @@ impl Routing {
         }
     }
 
-    /// The subscription is up (again): after a loss, hold live events and
-    /// catch up.
-    fn subscribed(&mut self, at_ms: u64) {
-        if let Some(held) = &mut self.held {
-            // Lost again during a catch-up: one more after this one.
-            held.again_at = Some(at_ms);
-            return;
-        }
-        let users: Vec<UserId> = self.local.keys().copied().collect();
-        let sessions: Vec<SessionId> = self
-            .local
-            .values()
-            .flatten()
-            .map(|(_, session)| *session)
-            .collect();
-        let Some(plan) = self
-            .gaps
-            .subscribed(at_ms, users, sessions, !self.store.sharded())
-        else {
-            return;
-        };
-        tracing::info!("subscription back: catching up from the room streams");
-        self.held = Some(Held {
-            at_ms,
-            events: Vec::new(),
-            again_at: None,
-        });
-        let (store, commands) = (self.store.clone(), self.commands.clone());
-        tokio::spawn(async move {
-            let done = match plan.run(store).await {
-                Ok(done) => Some(done),
-                Err(e) => {
-                    tracing::warn!(error = %e, "catch-up failed; every socket resumes");
-                    None
-                }
-            };
-            let _ = commands.send(Command::CaughtUp(done));
-        });
-    }
-
-    /// Delivers what a catch-up found, then the live events held meanwhile
-    /// (without the messages the catch-up already delivered).
-    async fn caught_up(&mut self, done: Option<CaughtUp>) {
-        let Some(held) = self.held.take() else {
-            return;
-        };
-        let Some(done) = done else {
-            let again_at = held.again_at;
-            self.abandon(held).await;
-            if let Some(at_ms) = again_at {
-                self.subscribed(at_ms);
-            }
-            return;
-        };
-        let mut batch = Vec::new();
-        for (room, messages, _) in &done.rooms {
-            let Some(targets) = room_targets(room) else {
-                continue;
-            };
-            for m in messages {
-                if let Ok(text) = serde_json::to_string(&ServerFrame::Message(m.clone())) {
-                    batch.push((wire::text_frame(&text), targets.clone()));
-                }
-            }
-        }
-        let missed: usize = done.rooms.iter().map(|(_, m, _)| m.len()).sum();
-        tracing::info!(
-            rooms = done.rooms.len(),
-            messages = missed,
-            ended_sessions = done.ended.len(),
-            "caught up"
-        );
-        if !batch.is_empty() {
-            let batch = Arc::new(batch);
-            self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
-                .await;
-        }
-        // Rooms with more than a replay may carry: their members resume
-        // (which says what to reload).
-        for (room, _, truncated) in &done.rooms {
-            if *truncated {
-                self.close_members(room, close::SERVICE_RESTART, "missed messages; resume")
-                    .await;
-            }
-        }
-        for session in &done.ended {
-            for (user, sockets) in &self.local {
-                if sockets.iter().any(|(_, s)| s == session) {
-                    let job = Arc::new(EndJob {
-                        ending: Ending {
-                            user: *user,
-                            sessions: vec![*session],
-                            all: false,
-                            keep: None,
-                        },
-                        writers_left: AtomicUsize::new(self.writers.len()),
-                        ack: None,
-                    });
-                    self.to_all_writers(|| ToWriter::End(job.clone())).await;
-                }
-            }
-        }
-        // What was held follows, without what the catch-up delivered (and
-        // so does any late live copy of it).
-        self.gaps.caught_up(&done);
-        self.route(held.events).await;
-        if let Some(at_ms) = held.again_at {
-            self.subscribed(at_ms);
-        }
-    }
-
-    /// Gives a catch-up up: every local socket reconnects and resumes (its
-    /// own replay fills its gap), and the catch-up state starts over from
-    /// the new subscription, with what was held counted as delivered (the
-    /// resumes cover it).
-    async fn abandon(&mut self, held: Held) {
-        self.gaps.restart(held.at_ms);
-        for event in &held.events {
-            if let About::Message { room, id } = &event.about {
-                self.gaps.fresh(room, id);
-            }
-        }
-        self.to_all_writers(|| {
-            ToWriter::CloseAll(close::SERVICE_RESTART, "missed messages; resume")
-        })
-        .await;
-    }
-
-    /// Closes the local sockets of a room's members.
-    async fn close_members(&self, room: &str, code: u16, reason: &'static str) {
-        match room_targets(room) {
-            Some(Targets::Everyone) => {
-                self.to_all_writers(|| ToWriter::CloseAll(code, reason))
-                    .await
-            }
-            Some(Targets::Users(users)) => {
-                for user in users {
-                    for (id, _) in self.local.get(&user).into_iter().flatten() {
-                        let _ = self
-                            .writer_of(*id)
-                            .send(ToWriter::Close(user, *id, code, reason))
-                            .await;
-                    }
-                }
-            }
-            None => {}
-        }
-    }
-
     async fn shard_report(&mut self, report: Report) {
         let Some(shards) = &mut self.shards else {
             return;
@@ -588,129 +444,5 @@ impl Routing {
                     .await;
             }
         }
-    }
-}
-
-/// Tells the cluster's shard subscriptions about an event.
-fn follow(shards: &mut Shards, event: &Event, local: &HashMap<UserId, Vec<(u64, SessionId)>>) {
-    match &event.about {
-        About::Message { room, id } => shards.live(room, id),
-        About::NewRoom { room, after } => {
-            if let Targets::Users(users) = &event.targets {
-                let here: Vec<UserId> = users
-                    .iter()
-                    .copied()
-                    .filter(|u| local.contains_key(u))
-                    .collect();
-                shards.room_shown(room, &here, after.as_deref());
-            }
-        }
-        About::Other => {}
-    }
-}
-
-#[cfg(test)]
-pub(crate) fn decode_for_tests(payload: &[u8]) -> bool {
-    decode(payload).is_some()
-}
-
-/// The members of a room: everyone for General, the two members of a
-/// private room; `None` for an id that is neither.
-fn room_targets(room: &str) -> Option<Targets> {
-    if room == GENERAL_ROOM_ID {
-        return Some(Targets::Everyone);
-    }
-    private_room_members(room).map(|(a, b)| Targets::Users(vec![a, b]))
-}
-
-/// A published event, decoded once.
-struct Event {
-    /// The client frame, rendered and framed once.
-    frame: Bytes,
-    targets: Targets,
-    /// What the sharded subscriptions and the catch-up need to know of it.
-    about: About,
-}
-
-enum About {
-    /// A new message in a room.
-    Message {
-        room: String,
-        id: String,
-    },
-    /// `show.room`: a room new to its targets, shown with this newest message.
-    NewRoom {
-        room: String,
-        after: Option<String>,
-    },
-    Other,
-}
-
-/// Parses a published envelope once and renders the client frame once.
-fn decode(payload: &[u8]) -> Option<Event> {
-    let envelope: Envelope = match serde_json::from_slice(payload) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::debug!(error = %e, "ignoring an unknown pub/sub payload");
-            return None;
-        }
-    };
-    let targets = if !envelope.to.is_empty() {
-        Targets::Users(envelope.to)
-    } else {
-        match &envelope.frame {
-            ServerFrame::Message(m) | ServerFrame::MessageUpdated(m) => room_targets(&m.room_id)?,
-            ServerFrame::Typing(t) => room_targets(&t.room_id)?,
-            ServerFrame::UserConnected(_) | ServerFrame::UserDisconnected(_) => Targets::Everyone,
-            // Read marks and the rest only go to the users named in `to`.
-            ServerFrame::Read(_)
-            | ServerFrame::Error(_)
-            | ServerFrame::ShowRoom(_)
-            | ServerFrame::Resumed(_) => return None,
-        }
-    };
-    let about = match &envelope.frame {
-        ServerFrame::Message(m) => About::Message {
-            room: m.room_id.clone(),
-            id: m.id.clone(),
-        },
-        ServerFrame::ShowRoom(r) => About::NewRoom {
-            room: r.id.clone(),
-            after: r.last_message.as_ref().map(|m| m.id.clone()),
-        },
-        _ => About::Other,
-    };
-    let text = serde_json::to_string(&envelope.frame).ok()?;
-    Some(Event {
-        frame: wire::text_frame(&text),
-        targets,
-        about,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_by_room() {
-        let general = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"0","from":1,"date":1,"dateMs":1000,"message":"hi"}}"#;
-        let Event { frame, targets, .. } = decode(general).unwrap();
-        assert_eq!(targets, Targets::Everyone);
-        let json = std::str::from_utf8(wire::payload_of(&frame)).unwrap();
-        assert!(json.starts_with(r#"{"type":"message","data":{"id":"1-0""#));
-        assert!(!json.contains("serverId"));
-
-        let private = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"2:5","from":2,"date":1,"message":"hi"}}"#;
-        assert_eq!(decode(private).unwrap().targets, Targets::Users(vec![2, 5]));
-
-        let to =
-            br#"{"serverId":"a","type":"show.room","data":{"id":"2:5","name":"Joe"},"to":[5]}"#;
-        let shown = decode(to).unwrap();
-        assert_eq!(shown.targets, Targets::Users(vec![5]));
-        assert!(matches!(shown.about, About::NewRoom { room, after: None } if room == "2:5"));
-
-        assert!(decode(b"not json").is_none());
-        assert!(decode(br#"{"serverId":"a","type":"nope","data":{}}"#).is_none());
     }
 }

@@ -290,6 +290,25 @@ impl Outbox {
         self.write_or_queue(&mut state, std::slice::from_ref(&frame));
     }
 
+    /// Writes the backlog out, waiting up to `limit` for the peer to take
+    /// it. `false` when it could not.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let written = tokio::time::timeout(limit, async {
+            loop {
+                match self.flush() {
+                    Ok(true) => return true,
+                    Ok(false) => {
+                        if self.stream.writable().await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+        });
+        written.await.unwrap_or(false)
+    }
+
     /// Waits until the task should look again (backlog or close).
     pub async fn woken(&self) {
         self.wake.notified().await

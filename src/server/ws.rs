@@ -12,14 +12,15 @@
 //! bad text, 1008 idle, 1009 too big, 1013 too slow).
 
 use super::outbox::{Outbox, Status};
+use super::resume::{self, encode};
 use super::session::{self, SessionId};
 use super::socket_session::SocketSession;
 use super::store::{parse_cursor, SendOutcome};
 use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
-use super::AppState;
+use super::{typing_limit, AppState};
 use crate::protocol::{
-    codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, Typing,
-    User, MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM, TYPING_RESEND_MS,
+    codes, message_id_key, ClientFrame, FrameError, ServerFrame, Typing, User, MAX_FRAME_BYTES,
+    TYPING_RESEND_MS,
 };
 use axum::{
     body::Body,
@@ -274,14 +275,22 @@ async fn serve_socket(
                         tracing::warn!(user = user.id, "room subscriptions not ready");
                     }
                 }
-                let (frames, marks) =
-                    Box::pin(resume(&state, &mut memory.rooms, &user, request)).await;
-                for frame in frames {
-                    out.direct(frame);
-                    if out.backlog_bytes() > DIRECT_HIGH_WATER && !drain(&out, WRITE_WAIT).await {
-                        break;
+                let marks = match memory.resumes.take() {
+                    Ok(()) => {
+                        Box::pin(resume::replay(
+                            &state,
+                            &mut memory.rooms,
+                            &user,
+                            request,
+                            &out,
+                        ))
+                        .await
                     }
-                }
+                    Err(wait) => {
+                        reply(&out, &resume::too_many(wait));
+                        BTreeMap::new()
+                    }
+                };
                 if holding.take().is_some() {
                     let covered: BTreeMap<String, (u64, u64)> = marks
                         .into_iter()
@@ -306,7 +315,7 @@ async fn serve_socket(
                 }
             }
         }
-        if out.backlog_bytes() > DIRECT_HIGH_WATER && !drain(&out, WRITE_WAIT).await {
+        if out.backlog_bytes() > DIRECT_HIGH_WATER && !out.drain(WRITE_WAIT).await {
             out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
         }
     };
@@ -316,7 +325,7 @@ async fn serve_socket(
         // written, FIN, then read until the peer closes too, so that its
         // unread bytes cannot turn our close into a reset.
         out.finish_with(wire::close_frame(code, reason), code, reason);
-        if drain(&out, CLOSE_WRITE_WAIT).await {
+        if out.drain(CLOSE_WRITE_WAIT).await {
             let _ = wire::shutdown_write(out.stream());
             let mut scratch = vec![0u8; 1024];
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
@@ -332,82 +341,8 @@ fn session_ended() -> End {
     End::Close(close::SESSION_ENDED, "session ended")
 }
 
-/// Writes the socket's backlog out, waiting up to `limit` for the peer to
-/// take it. `false` when it could not.
-async fn drain(out: &Outbox, limit: Duration) -> bool {
-    let written = tokio::time::timeout(limit, async {
-        loop {
-            match out.flush() {
-                Ok(true) => return true,
-                Ok(false) => {
-                    if out.stream().writable().await.is_err() {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-    });
-    written.await.unwrap_or(false)
-}
-
 fn reply(out: &Outbox, frame: &ServerFrame) {
     out.direct(encode(frame));
-}
-
-/// A server frame, ready to write.
-fn encode(frame: &ServerFrame) -> bytes::Bytes {
-    wire::text_frame(&serde_json::to_string(frame).unwrap_or_default())
-}
-
-/// Replays what the client missed in the rooms it names (its own rooms
-/// only; others are ignored), then a `resumed` frame. Returns the frames
-/// and, per room, the last replayed id.
-async fn resume(
-    state: &AppState,
-    rooms: &mut HashSet<String>,
-    user: &User,
-    request: ResumeRequest,
-) -> (Vec<bytes::Bytes>, BTreeMap<String, String>) {
-    let mut wanted = Vec::new();
-    for (room, after) in request.rooms.into_iter().take(1000) {
-        if parse_cursor(Some(&after)).ok().flatten().is_none() {
-            continue;
-        }
-        let member = rooms.contains(&room)
-            || matches!(state.store.is_member(user.id, &room).await, Ok(true));
-        if member {
-            rooms.insert(room.clone());
-            wanted.push((room, after));
-        }
-    }
-    let mut done = Resumed::default();
-    let mut frames = Vec::new();
-    match state.store.replay(&wanted, MAX_RESUME_PER_ROOM).await {
-        Ok(replays) => {
-            for ((room, _), (messages, more)) in wanted.iter().zip(replays) {
-                if let Some(last) = messages.last() {
-                    done.rooms.insert(room.clone(), last.id.clone());
-                }
-                if more {
-                    done.truncated.push(room.clone());
-                }
-                frames.extend(
-                    messages
-                        .into_iter()
-                        .map(|m| encode(&ServerFrame::Message(m))),
-                );
-            }
-        }
-        Err(e) => frames.push(encode(&ServerFrame::Error(error(
-            &e.code,
-            "Could not replay missed messages; reload the history.",
-            None,
-        )))),
-    }
-    let marks = done.rooms.clone();
-    frames.push(encode(&ServerFrame::Resumed(done)));
-    (frames, marks)
 }
 
 fn error(code: &str, message: &str, nonce: Option<String>) -> FrameError {
@@ -426,6 +361,7 @@ struct SocketMemory {
     rooms: HashSet<String>,
     /// When this socket last announced typing, per room.
     typing: HashMap<String, Instant>,
+    resumes: resume::ResumeBudget,
 }
 
 /// Typing notices closer together than this are dropped (clients resend
@@ -534,10 +470,14 @@ async fn handle_frame(
                             username: user.username.clone(),
                         };
                         // Best effort: a lost typing notice is harmless.
-                        let _ = state
-                            .store
-                            .publish_room(&room.room_id, ServerFrame::Typing(typing))
-                            .await;
+                        if typing_limit::allowed(&state.store, user.id, state.config.typing_rate)
+                            .await
+                        {
+                            let _ = state
+                                .store
+                                .publish_room(&room.room_id, ServerFrame::Typing(typing))
+                                .await;
+                        }
                         Ok(None)
                     }
                 }
