@@ -1,4 +1,7 @@
-//! The Redis store: every key the app reads or writes is named here.
+//! The Redis store: the keys of users, rooms and messages are named here
+//! (`mod keys`); the other keys are those of sessions (`session.rs`),
+//! sign-in limits (`limits.rs`), presence (`presence.rs`) and demo data
+//! (`demo.rs`). `docs/DATA_MODEL.md` lists every one.
 //!
 //! The data model keeps the original Redis chat demo's keys so its data
 //! stays usable (see `docs/DATA_MODEL.md`):
@@ -10,6 +13,7 @@
 //! | `username:{name}` | string | `user:{id}` |
 //! | `user:{id}:rooms` | set | room ids the user belongs to |
 //! | `room:{id}:name` | string | display name of a public room ("General") |
+//! | `room:{id}` | zset | the demo's history of a room (read once by the import) |
 //! | `online_users` | set | ids of users with an open socket |
 //!
 //! and adds its own:
@@ -21,7 +25,8 @@
 //! | `room:{ROOM}:stream` | stream | messages; the entry id is the message id (braces: a cluster hash tag) |
 //! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, `NONCE_TTL_SECS` (24 h): idempotent sends |
 //! | `room:{ROOM}:imported` | string | set once the demo's sorted-set history was copied in |
-//! | `room:{ROOM}:rate:{user}` | string | messages sent in the current rate window |
+//! | `room:{ROOM}:rate:{user}` | string | messages and edits in the current rate window (TTL: the window) |
+//! | `room:{ROOM}:read` | hash | user id → id of the last message they read |
 //! | `room:{ROOM}:edits` | hash | message id → JSON of its edit or deletion |
 //! | `room:{ROOM}:generation` | string | counter bumped by every edit, deletion or import: keys the history page cache |
 //! | `session:{sha256(token)}` | string | `{id}:{username}`, sliding TTL |
