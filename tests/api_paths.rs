@@ -51,7 +51,10 @@ async fn unknown_api_paths_are_404_and_wrong_methods_405_in_json() {
             let (status, _, body) = ask(&c, method.clone(), path).await;
             assert_eq!(status, 404, "{method} {path}: {body:?}");
             assert_eq!(body["code"], "not_found", "{method} {path}: {body:?}");
-            assert!(body["message"].as_str().unwrap().contains("/api"), "{body:?}");
+            assert!(
+                body["message"].as_str().unwrap().contains("/api"),
+                "{body:?}"
+            );
         }
     }
 
@@ -78,7 +81,10 @@ async fn unknown_api_paths_are_404_and_wrong_methods_405_in_json() {
     let me = c.get("/api/me").await;
     assert_eq!((me.status, &me.body["username"]), (200, &"alice".into()));
     assert_eq!(page(&mut c, "0", None, None).await.messages.len(), 0);
-    assert_eq!(c.get("/api/demo_accounts").await.body, serde_json::json!([]));
+    assert_eq!(
+        c.get("/api/demo_accounts").await.body,
+        serde_json::json!([])
+    );
     let mut anonymous = Client::new(&server);
     let r = anonymous.get("/api/rooms").await;
     assert_eq!((r.status, &r.body["code"]), (401, &"unauthorized".into()));

@@ -745,8 +745,14 @@ async fn resume_replays_what_was_missed_in_order_without_duplicates() {
             _ => None,
         })
         .await;
-    assert!(done.rooms.is_empty() && done.truncated.is_empty(), "{done:?}");
-    assert_eq!(page(&mut b, &private.id, None, None).await.messages.len(), 2);
+    assert!(
+        done.rooms.is_empty() && done.truncated.is_empty(),
+        "{done:?}"
+    );
+    assert_eq!(
+        page(&mut b, &private.id, None, None).await.messages.len(),
+        2
+    );
     two.shutdown().await;
     redis.stop().await;
 }

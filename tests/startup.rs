@@ -204,7 +204,10 @@ async fn demo_accounts_need_a_loopback_address_or_demo_data_true() {
         let mut env = vec![
             ("ADDR", addr.to_string()),
             ("PORT", "0".into()),
-            ("REDIS_DATA_DIR", dir.path().join("redis").display().to_string()),
+            (
+                "REDIS_DATA_DIR",
+                dir.path().join("redis").display().to_string(),
+            ),
             ("BCRYPT_COST", "4".into()),
         ];
         if let Some(v) = demo_data {

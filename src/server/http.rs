@@ -286,7 +286,11 @@ mod tests {
             (Method::OPTIONS, "/api/messages", "GET, HEAD"),
         ] {
             let r = not_a_server_fn(&method, path).expect(path);
-            assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+            assert_eq!(
+                r.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
             assert_eq!(r.headers()[header::ALLOW], allow, "{method} {path}");
         }
     }

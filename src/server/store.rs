@@ -1056,14 +1056,20 @@ impl Store {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e, "reading a resent message failed");
-                frame_error(codes::UNAVAILABLE, "Please retry.".into())
+                frame_error(
+                    codes::UNAVAILABLE,
+                    "The store is unavailable; please retry.".into(),
+                )
             })?;
-        let mut message = page_messages(room, page).into_iter().next().ok_or_else(|| {
-            frame_error(
-                codes::NOT_FOUND,
-                "This message was stored but is no longer kept in the room's history.".into(),
-            )
-        })?;
+        let mut message = page_messages(room, page)
+            .into_iter()
+            .next()
+            .ok_or_else(|| {
+                frame_error(
+                    codes::NOT_FOUND,
+                    "This message was stored but is no longer kept in the room's history.".into(),
+                )
+            })?;
         message.nonce = Some(nonce.to_string());
         Ok(SendOutcome::Duplicate(message))
     }
