@@ -667,7 +667,7 @@ async fn resume_replays_what_was_missed_in_order_without_duplicates() {
     let mut a = Client::new(&one);
     a.register("alice").await;
     let mut b = Client::new(&one);
-    b.register("bob").await;
+    let bob = b.register("bob").await;
     let mut b_socket = b.socket().await;
     let mut a_socket = a.socket().await;
     a_socket.say("0", "seen", "s").await;
@@ -723,21 +723,36 @@ async fn resume_replays_what_was_missed_in_order_without_duplicates() {
         })
         .await;
     assert_eq!(next, "after", "no duplicate of 'live' before 'after'");
-    // Rooms the user is not in are ignored.
+    // Rooms the user is not in are ignored: a private room of Alice and
+    // Bob that exists and has messages replays nothing to Eve.
+    let private = open_private(&mut a, &bob).await;
+    for text in ["private 1", "private 2"] {
+        a_socket.say(&private.id, text, text).await;
+        a_socket.wait_message(text).await;
+    }
     let mut e = Client::new(&two);
     e.register("eve").await;
     let mut e_socket = e.socket().await;
     e_socket
-        .send_json(json!({"type":"resume","data":{"rooms":{"1:2": "0-0"}}}))
+        .send_json(json!({"type":"resume","data":{"rooms":{&private.id: "0-0"}}}))
         .await;
     let done = e_socket
         .wait_for(|f| match f {
             ServerFrame::Resumed(r) => Some(r.clone()),
-            ServerFrame::Message(m) if m.room_id == "1:2" => panic!("leaked a private message"),
+            ServerFrame::Message(m) if m.room_id == private.id => {
+                panic!("leaked a private message: {m:?}")
+            }
             _ => None,
         })
         .await;
-    assert!(done.rooms.is_empty());
+    assert!(
+        done.rooms.is_empty() && done.truncated.is_empty(),
+        "{done:?}"
+    );
+    assert_eq!(
+        page(&mut b, &private.id, None, None).await.messages.len(),
+        2
+    );
     two.shutdown().await;
     redis.stop().await;
 }

@@ -275,6 +275,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;
+        if config.demo_data_withheld {
+            tracing::warn!(
+                addr = %config.addr.ip(),
+                "no demo accounts: ADDR is not a loopback address and DEMO_DATA is unset; \
+                 set DEMO_DATA=true to have them (their password is published)"
+            );
+        }
         if config.demo_data && demo::ensure(&store).await? {
             tracing::info!("demo data created");
         }
