@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod raw;
 
 use futures::{SinkExt, StreamExt};
 use redis_chat::protocol::{ServerFrame, User};
