@@ -120,3 +120,166 @@ async fn shutdown_closes_sockets_with_1001() {
     stopping.await.unwrap();
     redis.stop().await;
 }
+
+/// What `GET /healthz` says about this instance's open sockets.
+async fn sockets(c: &mut Client) -> u64 {
+    c.get("/healthz").await.body["sockets"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_huge_continuation_after_a_fragment_closes_with_1009_and_leaves_the_hub() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    c.register("alice").await;
+    let cookie = c.cookie.clone().unwrap();
+    use tokio::io::AsyncWriteExt;
+    // Lengths whose sum with the 4 bytes already joined wraps around 2^64,
+    // and others over the limit; no payload follows any of them.
+    for claimed in [u64::MAX - 3, u64::MAX, 1 << 63, 16 * 1024 - 3] {
+        let mut tcp = raw::open(server.addr, &cookie).await;
+        tcp.write_all(&raw::frame(false, 0x1, b"{\"ty", true))
+            .await
+            .unwrap();
+        tcp.write_all(&raw::header_claiming(true, 0x0, claimed))
+            .await
+            .unwrap();
+        assert_eq!(raw::close_code(&mut tcp).await, 1009, "length {claimed}");
+        eventually("the socket left the hub", || {
+            let mut c = c.clone();
+            async move { sockets(&mut c).await == 0 }
+        })
+        .await;
+    }
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn close_frames_follow_rfc_6455() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    c.register("alice").await;
+    let cookie = c.cookie.clone().unwrap();
+    let code = |code: u16, reason: &[u8]| [&code.to_be_bytes()[..], reason].concat();
+    // The payload of the client's close frame → the server's close code:
+    // a valid code is echoed, a broken close fails the connection.
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (vec![], 1000),
+        (vec![0x03], 1002),
+        (code(0, b""), 1002),
+        (code(999, b""), 1002),
+        (code(1000, b""), 1000),
+        (code(1000, b"bye"), 1000),
+        (code(1001, "\u{e9}t\u{e9}".as_bytes()), 1001),
+        (code(1002, b""), 1002),
+        (code(1003, b""), 1003),
+        (code(1004, b""), 1002),
+        (code(1005, b""), 1002),
+        (code(1006, b""), 1002),
+        (code(1007, b""), 1007),
+        (code(1008, b""), 1008),
+        (code(1009, b""), 1009),
+        (code(1010, b""), 1010),
+        (code(1011, b""), 1011),
+        (code(1012, b""), 1012),
+        (code(1013, b""), 1013),
+        (code(1014, b""), 1014),
+        (code(1015, b""), 1002),
+        (code(1016, b""), 1002),
+        (code(2000, b""), 1002),
+        (code(2999, b""), 1002),
+        (code(3000, b""), 3000),
+        (code(3999, b""), 3999),
+        (code(4000, b""), 4000),
+        (code(4999, b""), 4999),
+        (code(5000, b""), 1002),
+        (code(u16::MAX, b""), 1002),
+        (code(1000, b"\xff"), 1007),
+        (code(1000, b"caf\xc3"), 1007),
+        (code(4000, b"\xed\xa0\x80"), 1007),
+    ];
+    use tokio::io::AsyncWriteExt;
+    for (payload, expected) in cases {
+        let mut tcp = raw::open(server.addr, &cookie).await;
+        tcp.write_all(&raw::frame(true, 0x8, &payload, true))
+            .await
+            .unwrap();
+        assert_eq!(
+            raw::close_code(&mut tcp).await,
+            expected,
+            "close payload {payload:?}"
+        );
+    }
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn binary_frames_get_an_error_frame_and_the_socket_stays_open() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    c.register("alice").await;
+    let cookie = c.cookie.clone().unwrap();
+    let mut tcp = raw::open(server.addr, &cookie).await;
+    use tokio::io::AsyncWriteExt;
+    tcp.write_all(&raw::frame(true, 0x2, b"\x00\x01", true))
+        .await
+        .unwrap();
+    let error: serde_json::Value =
+        serde_json::from_slice(&raw::until(&mut tcp, 0x1).await).unwrap();
+    assert_eq!(error["type"], "error");
+    assert_eq!(
+        error["data"]["code"],
+        redis_chat::protocol::codes::MALFORMED
+    );
+    // Fragmented binary too; the socket still answers afterwards.
+    tcp.write_all(&raw::frame(false, 0x2, b"\x00", true))
+        .await
+        .unwrap();
+    tcp.write_all(&raw::frame(true, 0x0, b"\x01", true))
+        .await
+        .unwrap();
+    let error: serde_json::Value =
+        serde_json::from_slice(&raw::until(&mut tcp, 0x1).await).unwrap();
+    assert_eq!(
+        error["data"]["code"],
+        redis_chat::protocol::codes::MALFORMED
+    );
+    tcp.write_all(&raw::frame(true, 0x9, b"still here?", true))
+        .await
+        .unwrap();
+    assert_eq!(raw::until(&mut tcp, 0xA).await, b"still here?");
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn the_upgrade_needs_a_key_of_16_bytes_in_base64() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut c = Client::new(&server);
+    c.register("alice").await;
+    let cookie = c.cookie.clone().unwrap();
+    for key in [
+        "aGVsbG8=",                     // "hello": 5 bytes
+        "dGhlIHNhbXBsZSBub25jZQ",       // 16 bytes without the padding
+        "dGhlIHNhbXBsZSBub25jZSE=",     // 17 bytes
+        "dGhlIHNhbXBsZSBub25jZQ==AAAA", // 19 bytes
+        "not base64 at all, not!!",     // 24 characters, not base64
+        "",
+    ] {
+        let (_, head) = raw::upgrade(server.addr, &raw::handshake_with_key(&cookie, key)).await;
+        assert!(head.starts_with("HTTP/1.1 400"), "key {key:?}: {head}");
+    }
+    let (_, head) = raw::upgrade(
+        server.addr,
+        &raw::handshake_with_key(&cookie, "AAECAwQFBgcICQoLDA0ODw=="),
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -6,6 +6,7 @@
 //! history, demo data), spawns the pub/sub hub and presence, and serves
 //! the axum router until [`RunningServer::shutdown`].
 
+pub mod close_payload;
 pub mod config;
 pub mod context;
 pub mod demo;
@@ -25,6 +26,8 @@ pub mod ws;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod wire_props;
 
 use crate::api::ApiError;
 use crate::protocol::{RoomSummary, ServerFrame, User, UserId};

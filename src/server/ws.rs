@@ -101,8 +101,11 @@ fn check_upgrade(
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .map(|k| k.as_bytes())
-        .filter(|k| !k.is_empty() && k.len() <= 64)
-        .ok_or((StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing"))?;
+        .filter(|k| wire::key_is_valid(k))
+        .ok_or((
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        ))?;
     Ok(wire::accept_key(key))
 }
 
@@ -220,14 +223,8 @@ async fn serve_socket(
                 continue;
             }
             Ok(Incoming::Pong) => continue,
-            Ok(Incoming::Close(code)) => {
-                // Echo the peer's code (RFC 6455 §5.5.1).
-                break End::Close(
-                    code.filter(|c| (1000..5000).contains(c))
-                        .unwrap_or(close::NORMAL),
-                    "",
-                );
-            }
+            // Echo the peer's code (RFC 6455 §5.5.1); the reader has checked it.
+            Ok(Incoming::Close(code)) => break End::Close(code.unwrap_or(close::NORMAL), ""),
             Err(ReadError::Gone) => break End::Gone,
             Err(ReadError::TooBig) => break End::Close(close::TOO_BIG, "frame too large"),
             Err(ReadError::BadText) => break End::Close(close::BAD_DATA, "text must be UTF-8"),
