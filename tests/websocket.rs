@@ -283,3 +283,168 @@ async fn the_upgrade_needs_a_key_of_16_bytes_in_base64() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn a_socket_task_that_panics_still_leaves_the_hub_and_presence() {
+    use redis::AsyncCommands;
+    use redis_chat::server::{outbox::Outbox, socket_task::SocketGuard};
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    let alice = a.register("alice").await;
+    let mut b = Client::new(&server);
+    b.register("bob").await;
+    let mut bob = b.socket().await;
+    // Alice's socket: a real connection, and a task that holds its guard
+    // as the server's own socket task does, then panics.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (accepted, peer) = tokio::join!(
+        listener.accept(),
+        tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+    );
+    let (stream, mut peer) = (std::sync::Arc::new(accepted.unwrap().0), peer.unwrap());
+    let (joined, has_joined) = tokio::sync::oneshot::channel();
+    let (go, panic_now) = tokio::sync::oneshot::channel::<()>();
+    let state = server.state.clone();
+    let user = alice.clone();
+    let task = tokio::spawn(async move {
+        let out = Outbox::new(stream, false);
+        let _guard = SocketGuard::join(&state.hub, &user, out, state.socket_tasks.start());
+        joined.send(()).unwrap();
+        panic_now.await.unwrap();
+        panic!("a bug in a socket task (this panic is part of the test)");
+    });
+    has_joined.await.unwrap();
+    let mut con = redis.con().await;
+    let online = |con: &mut redis::aio::MultiplexedConnection| {
+        let mut con = con.clone();
+        async move {
+            con.sismember::<_, _, bool>("online_users", alice.id)
+                .await
+                .unwrap()
+        }
+    };
+    eventually("both sockets in the hub, alice online", || {
+        let mut c = a.clone();
+        let online = online(&mut con);
+        async move { sockets(&mut c).await == 2 && online.await }
+    })
+    .await;
+
+    go.send(()).unwrap();
+    assert!(task.await.unwrap_err().is_panic());
+    // The peer gets close 1011 (internal error), then the end of the stream.
+    assert_eq!(raw::close_code(&mut peer).await, 1011);
+    eventually("the socket left the hub, alice offline", || {
+        let mut c = a.clone();
+        let online = online(&mut con);
+        async move { sockets(&mut c).await == 1 && !online.await }
+    })
+    .await;
+    assert_eq!(
+        server.state.socket_tasks.live(),
+        1,
+        "only Bob's task is left"
+    );
+    // Nothing else noticed: Bob's socket still sends and receives.
+    bob.say("0", "still here", "n1").await;
+    bob.wait_message("still here").await;
+    server.shutdown().await;
+    redis.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_every_socket_close_before_redis_stops() {
+    let dir = tempfile::Builder::new()
+        .prefix("rc-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let data = dir.path().join("data");
+    let mut cfg = redis_chat::server::config::Config::for_tests("");
+    cfg.redis = redis_chat::server::config::RedisSource::Embedded {
+        data_dir: data.clone(),
+        binary: "redis-server".into(),
+    };
+    let server = serve(cfg).await;
+    let redis_url = format!(
+        "redis+unix://{}",
+        data.canonicalize().unwrap().join("redis.sock").display()
+    );
+    let redis_up = |url: String| async move {
+        let Ok(mut con) = redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+        else {
+            return false;
+        };
+        redis::cmd("PING")
+            .query_async::<String>(&mut con)
+            .await
+            .is_ok()
+    };
+    let mut open = Vec::new();
+    let mut cookie = String::new();
+    for name in ["alice", "bob", "carol"] {
+        let mut user = Client::new(&server);
+        user.register(name).await;
+        open.push(user.socket().await);
+        open.push(user.socket().await);
+        cookie = user.cookie.unwrap();
+    }
+    // A peer that reads its close frame but never answers it.
+    let mut silent = raw::open(server.addr, &cookie).await;
+    let c = Client::new(&server);
+    eventually("seven sockets in the hub", || {
+        let mut c = c.clone();
+        async move { sockets(&mut c).await == 7 }
+    })
+    .await;
+    let tasks = server.state.socket_tasks.clone();
+    assert_eq!(tasks.live(), 7);
+    // Each client, once it has its close frame, checks that Redis is still
+    // up, then ends its connection: the server's socket task lives until
+    // then (it waits for the peer's end), and shutdown waits for it.
+    let closers: Vec<_> = open
+        .into_iter()
+        .map(|mut s| {
+            let url = redis_url.clone();
+            tokio::spawn(async move {
+                let code = loop {
+                    match s.next_event().await {
+                        Event::Closed(code) => break code,
+                        Event::Frame(_) => continue,
+                    }
+                };
+                (code, redis_up(url).await)
+            })
+        })
+        .collect();
+    let url = redis_url.clone();
+    let silent_one = tokio::spawn(async move {
+        let close = raw::until(&mut silent, 0x8).await;
+        let up = redis_up(url).await;
+        (u16::from_be_bytes([close[0], close[1]]), up, silent)
+    });
+    let started = std::time::Instant::now();
+    server.shutdown().await;
+    // The silent peer's task gave up on it after its closing wait (2 s).
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        tasks.live(),
+        0,
+        "every socket task ended before Redis stopped"
+    );
+    for closer in closers {
+        let (code, up) = closer.await.unwrap();
+        assert_eq!(code, Some(1001));
+        assert!(up, "Redis stopped while a socket was still closing");
+    }
+    let (code, up, _still_open) = silent_one.await.unwrap();
+    assert_eq!(code, 1001);
+    assert!(up, "Redis stopped while a socket was still closing");
+    assert!(
+        !redis_up(redis_url).await,
+        "shutdown stops the embedded Redis"
+    );
+}
