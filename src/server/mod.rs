@@ -6,6 +6,7 @@
 //! history, demo data), spawns the pub/sub hub and presence, and serves
 //! the axum router until [`RunningServer::shutdown`].
 
+pub mod close_payload;
 pub mod config;
 pub mod context;
 pub mod demo;
@@ -19,12 +20,15 @@ pub mod presence;
 pub mod redis_con;
 pub mod session;
 pub mod shards;
+pub mod socket_task;
 pub mod store;
 pub mod wire;
 pub mod ws;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod wire_props;
 
 use crate::api::ApiError;
 use crate::protocol::{RoomSummary, ServerFrame, User, UserId};
@@ -51,6 +55,8 @@ pub struct AppState {
     pub pages: Arc<history::PageCache>,
     /// Which user each recently seen session belongs to.
     pub known_sessions: Arc<session::KnownSessions>,
+    /// The WebSocket tasks still running (shutdown waits for them).
+    pub socket_tasks: socket_task::SocketTasks,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -191,17 +197,32 @@ pub struct RunningServer {
     embedded: Option<EmbeddedRedis>,
 }
 
+/// How long shutdown waits for socket tasks to finish their closing
+/// handshakes (a peer that reads nothing could hold one for a minute).
+const SOCKET_CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
 impl RunningServer {
     /// Graceful shutdown: stop accepting, close sockets with 1001, finish
-    /// in-flight requests, take this instance's users offline, stop the
+    /// in-flight requests and (up to [`SOCKET_CLOSE_LIMIT`]) the sockets'
+    /// closing handshakes, take this instance's users offline, stop the
     /// embedded redis-server.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        if tokio::time::timeout(Duration::from_secs(10), self.serve)
-            .await
-            .is_err()
-        {
+        // axum's graceful shutdown does not see upgraded connections:
+        // their tasks are counted apart.
+        let (served, sockets_left) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(10), self.serve),
+            self.state.socket_tasks.wait_until_none(SOCKET_CLOSE_LIMIT),
+        );
+        if served.is_err() {
             tracing::warn!("in-flight requests did not finish within 10 s");
+        }
+        if sockets_left > 0 {
+            tracing::warn!(
+                sockets = sockets_left,
+                "sockets still closing after {} s",
+                SOCKET_CLOSE_LIMIT.as_secs()
+            );
         }
         self.state.presence.withdraw().await;
         if let Some(redis) = self.embedded {
@@ -312,6 +333,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let state = AppState {
         pages,
         known_sessions: Arc::default(),
+        socket_tasks: Default::default(),
         config: Arc::new(config),
         store,
         hub,

@@ -5,6 +5,7 @@
 
 pub mod cluster;
 pub mod process;
+pub mod raw;
 
 use futures::{SinkExt, StreamExt};
 use redis_chat::protocol::{ServerFrame, User};
