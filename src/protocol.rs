@@ -295,6 +295,8 @@ pub mod codes {
     pub const TOO_LONG: &str = "too_long";
     pub const EMPTY: &str = "empty";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
 }
 
 /// What instances publish on the Redis channel `MESSAGES`: the original

@@ -80,17 +80,7 @@ impl Cli {
     }
 
     fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_redis-chat"));
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        common::process::command(args, &self.env, &self.dir)
     }
 
     async fn run(&self, args: &[&str]) -> Out {
@@ -635,27 +625,12 @@ async fn no_command_serves_until_sigterm() {
         ],
         dir: redis.dir.path().to_path_buf(),
     };
-    let mut child = cli.command(&[]).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let url = tokio::time::timeout(std::time::Duration::from_secs(30), async {
-        loop {
-            let line = lines.next_line().await.unwrap().expect("stdout open");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                return url.to_string();
-            }
-        }
-    })
-    .await
-    .expect("the server says where it listens");
-    let health = reqwest::get(format!("{url}/healthz")).await.unwrap();
+    let server = common::process::ServerProcess::start(&cli.env, &cli.dir).await;
+    let health = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id().unwrap() as i32, libc::SIGTERM);
-    }
-    let status = child.wait().await.unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(server.stop().await, Some(0));
     redis.stop().await;
 }
 

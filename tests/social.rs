@@ -423,3 +423,72 @@ async fn cached_history_pages_follow_edits_membership_and_sessions() {
     two.shutdown().await;
     redis.stop().await;
 }
+
+/// A resend (same nonce) after the message was edited or deleted answers
+/// with the message as it is now, never the original text, and stores
+/// nothing new; one whose message retention removed says so clearly.
+#[tokio::test]
+async fn a_resend_shows_the_message_as_it_is_now() {
+    let redis = TestRedis::start().await;
+    let server = serve(config(&redis)).await;
+    let mut a = Client::new(&server);
+    a.register("alice").await;
+    let mut s = a.socket().await;
+    let resend = async |s: &mut Socket, nonce: &str| {
+        s.say("0", "first draft", nonce).await;
+        s.wait_for(|f| match f {
+            ServerFrame::Message(m) if m.nonce.as_deref() == Some(nonce) => Some(m.clone()),
+            ServerFrame::Error(e) => panic!("resend refused: {e:?}"),
+            _ => None,
+        })
+        .await
+    };
+    s.say("0", "first draft", "r1").await;
+    let sent = s.wait_message("first draft").await;
+
+    s.send_json(json!({"type":"edit","data":{"roomId":"0","id":sent.id,"message":"final text"}}))
+        .await;
+    let edited = wait_updated(&mut s, &sent.id).await;
+    let again = resend(&mut s, "r1").await;
+    assert_eq!(again.id, sent.id, "the same message, not a new one");
+    assert_eq!(again.message, "final text", "the edit, not the original");
+    assert_eq!(again.edited_ms, edited.edited_ms);
+    assert!(!again.deleted);
+
+    s.send_json(json!({"type":"delete","data":{"roomId":"0","id":sent.id}}))
+        .await;
+    wait_updated(&mut s, &sent.id).await;
+    let again = resend(&mut s, "r1").await;
+    assert_eq!(again.id, sent.id);
+    assert!(again.deleted, "deleted stays deleted");
+    assert_eq!(again.message, "");
+    assert!(again.edited_ms.is_some());
+
+    let page = history(&mut a, "0").await;
+    let stored: Vec<(&str, &str, bool)> = page
+        .messages
+        .iter()
+        .map(|m| (m.id.as_str(), m.message.as_str(), m.deleted))
+        .collect();
+    assert_eq!(stored, [(sent.id.as_str(), "", true)], "nothing new stored");
+
+    // Retention removed the message while its nonce is still remembered:
+    // a clear `not_found` for that nonce, and still nothing stored.
+    s.say("0", "short-lived", "r2").await;
+    s.wait_message("short-lived").await;
+    let mut con = redis.con().await;
+    let _: () = redis::cmd("XTRIM")
+        .arg("room:{0}:stream")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    s.say("0", "short-lived", "r2").await;
+    let e = s.wait_error().await;
+    assert_eq!(e.code, "not_found", "{e:?}");
+    assert_eq!(e.nonce.as_deref(), Some("r2"));
+    assert!(history(&mut a, "0").await.messages.is_empty());
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -184,3 +184,51 @@ async fn history_written_by_the_original_demo_is_imported_once() {
     two.shutdown().await;
     redis.stop().await;
 }
+
+/// Demo accounts have a published password: the real binary creates them
+/// on a loopback address, or anywhere with `DEMO_DATA=true`; on another
+/// address without the setting there are none, and one log line says why.
+#[tokio::test]
+async fn demo_accounts_need_a_loopback_address_or_demo_data_true() {
+    let says_why = |line: &String| line.contains("no demo accounts");
+    for (addr, demo_data, demo) in [
+        ("0.0.0.0", None, false),
+        ("0.0.0.0", Some("true"), true),
+        ("127.0.0.1", None, true),
+    ] {
+        let case = format!("ADDR={addr} DEMO_DATA={demo_data:?}");
+        let dir = tempfile::Builder::new()
+            .prefix("rc-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let mut env = vec![
+            ("ADDR", addr.to_string()),
+            ("PORT", "0".into()),
+            (
+                "REDIS_DATA_DIR",
+                dir.path().join("redis").display().to_string(),
+            ),
+            ("BCRYPT_COST", "4".into()),
+        ];
+        if let Some(v) = demo_data {
+            env.push(("DEMO_DATA", v.into()));
+        }
+        let server = common::process::ServerProcess::start(&env, dir.path()).await;
+        let mut c = Client::for_addr(([127, 0, 0, 1], server.port()).into());
+        let names: Vec<String> =
+            serde_json::from_value(c.get("/api/demo_accounts").await.body).unwrap();
+        let pablo = c.login("Pablo", "password123").await;
+        let why: Vec<&String> = server.log.iter().filter(|l| says_why(l)).collect();
+        if demo {
+            assert_eq!(names, ["Pablo", "Joe", "Mary", "Alex"], "{case}");
+            assert_eq!(pablo.status, 200, "{case}: {:?}", pablo.body);
+            assert!(why.is_empty(), "{case}: {why:?}");
+        } else {
+            assert!(names.is_empty(), "{case}: {names:?}");
+            assert_eq!(pablo.status, 401, "{case}: {:?}", pablo.body);
+            assert_eq!(why.len(), 1, "{case}: one line says why: {:#?}", server.log);
+            assert!(why[0].contains("DEMO_DATA=true"), "{case}: {why:?}");
+        }
+        assert_eq!(server.stop().await, Some(0), "{case}");
+    }
+}

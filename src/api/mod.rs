@@ -77,8 +77,10 @@ impl ApiError {
             codes::UNAUTHORIZED => 401,
             codes::FORBIDDEN => 403,
             codes::NOT_FOUND => 404,
+            codes::METHOD_NOT_ALLOWED => 405,
             codes::CONFLICT => 409,
-            "rate_limited" => 429,
+            codes::TOO_LARGE => 413,
+            codes::RATE_LIMITED => 429,
             codes::UNAVAILABLE => 503,
             _ => 500,
         }

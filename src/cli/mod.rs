@@ -81,7 +81,8 @@ pub enum Command {
         name: String,
     },
     /// Create the demo users and messages (as the server does with
-    /// DEMO_DATA=true); does nothing when they exist or there are other users.
+    /// DEMO_DATA=true, on any address); does nothing when they exist or
+    /// there are other users.
     DemoData,
 }
 

@@ -21,7 +21,13 @@ pub struct Config {
     pub addr: SocketAddr,
     pub site_root: String,
     pub redis: RedisSource,
+    /// Create the demo users (whose password is published) and messages in
+    /// an empty database, and offer them on the sign-in page. `DEMO_DATA`,
+    /// or when it is unset: only on a loopback `ADDR`.
     pub demo_data: bool,
+    /// There is no demo data only because `DEMO_DATA` is unset and `ADDR`
+    /// is not a loopback address (the server says so once at start).
+    pub demo_data_withheld: bool,
     pub bcrypt_cost: u32,
     pub session_ttl: Duration,
     pub cookie_secure: bool,
@@ -74,6 +80,7 @@ impl Config {
             site_root: "target/site".into(),
             redis: RedisSource::Url(redis_url.into()),
             demo_data: false,
+            demo_data_withheld: false,
             bcrypt_cost: 4,
             session_ttl: Duration::from_secs(3600),
             cookie_secure: false,
@@ -133,6 +140,12 @@ impl Config {
             .parse()
             .or_else(|_| format!("[{host}]:{port}").parse())
             .map_err(|_| ConfigError(format!("ADDR={host:?} is not an IP address")))?;
+
+        // Demo accounts have a published password: unless asked for, only
+        // where no one else can reach them.
+        let reachable_from_elsewhere = !addr.ip().to_canonical().is_loopback();
+        let demo_data = flag(&get, "DEMO_DATA", !reachable_from_elsewhere)?;
+        let demo_data_withheld = get("DEMO_DATA").is_none() && reachable_from_elsewhere;
 
         let redis = match (get("REDIS_URL"), get("REDIS_CLUSTER_NODES")) {
             (Some(_), Some(_)) => {
@@ -220,7 +233,8 @@ impl Config {
             addr,
             site_root: get("SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             redis,
-            demo_data: flag(&get, "DEMO_DATA", true)?,
+            demo_data,
+            demo_data_withheld,
             bcrypt_cost,
             session_ttl: Duration::from_secs(session_ttl_secs),
             cookie_secure: flag(&get, "COOKIE_SECURE", false)?,
@@ -307,6 +321,24 @@ mod tests {
         assert_eq!(c.history_cache_bytes, 32 << 20);
         let c = with(&[("NONCE_TTL_SECS", "3600"), ("HISTORY_CACHE_MB", "0")]).unwrap();
         assert_eq!((c.nonce_ttl.as_secs(), c.history_cache_bytes), (3600, 0));
+    }
+
+    #[test]
+    fn demo_data_by_default_only_on_a_loopback_address() {
+        for addr in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            let c = with(&[("ADDR", addr)]).unwrap();
+            assert!(c.demo_data && !c.demo_data_withheld, "{addr}");
+            let c = with(&[("ADDR", addr), ("DEMO_DATA", "false")]).unwrap();
+            assert!(!c.demo_data && !c.demo_data_withheld, "{addr}");
+        }
+        for addr in ["0.0.0.0", "::", "10.1.2.3", "fe80::1", "::ffff:10.0.0.1"] {
+            let c = with(&[("ADDR", addr)]).unwrap();
+            assert!(!c.demo_data && c.demo_data_withheld, "{addr}");
+            let c = with(&[("ADDR", addr), ("DEMO_DATA", "true")]).unwrap();
+            assert!(c.demo_data && !c.demo_data_withheld, "{addr}");
+            let c = with(&[("ADDR", addr), ("DEMO_DATA", "false")]).unwrap();
+            assert!(!c.demo_data && !c.demo_data_withheld, "{addr}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use super::{ws, AppState};
 use crate::api::ApiError;
 use crate::app::{shell, App};
+use crate::protocol::codes;
 use axum::{
     body::Body,
     extract::{Request, State},
@@ -14,6 +15,8 @@ use axum::{
 };
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
+use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 /// Largest request body accepted by `/api` (server function arguments).
@@ -26,7 +29,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/ws", get(ws::handler))
-        .route("/api/{*fn_name}", get(server_fn).post(server_fn))
+        // Every server function gets its own route here, with its method
+        // (`api_guard` answers any other path and method under `/api`).
         .leptos_routes_with_context(
             &state,
             routes,
@@ -58,12 +62,6 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .unwrap_or("unknown");
     tracing::error!(panic = what, "a request handler panicked");
     json_error(StatusCode::INTERNAL_SERVER_ERROR, ApiError::internal())
-}
-
-async fn server_fn(State(state): State<AppState>, req: Request) -> Response {
-    leptos_axum::handle_server_fns_with_context(move || provide_context(state.clone()), req)
-        .await
-        .into_response()
 }
 
 /// `GET /healthz`: 200 when Redis answers (on a cluster: every primary
@@ -126,10 +124,53 @@ pub fn api_error_response(error: ApiError) -> Response {
     json_error(status, error)
 }
 
-/// For `/api`: refuses cross-site state changes (CSRF) and oversized
-/// bodies, and gives server function errors their HTTP status.
-async fn api_guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if !req.uri().path().starts_with("/api/") {
+/// The methods of every server function, by path, from the registry that
+/// `leptos_routes_with_context` routes them by.
+static SERVER_FN_METHODS: LazyLock<HashMap<&'static str, Vec<Method>>> = LazyLock::new(|| {
+    let mut paths: HashMap<&'static str, Vec<Method>> = HashMap::new();
+    for (path, method) in leptos::server_fn::axum::server_fn_paths() {
+        paths.entry(path).or_default().push(method);
+    }
+    paths
+});
+
+/// The answer for a request under `/api` that no server function takes:
+/// 404 for a path that is none, 405 (with `Allow`) for a method it does
+/// not take (`HEAD` goes with `GET`). `None`: the request is for a server
+/// function.
+fn not_a_server_fn(method: &Method, path: &str) -> Option<Response> {
+    let Some(methods) = SERVER_FN_METHODS.get(path) else {
+        let shown: String = path.chars().take(100).collect();
+        return Some(api_error_response(ApiError::new(
+            codes::NOT_FOUND,
+            format!("There is no API endpoint at {shown}."),
+        )));
+    };
+    let takes = |m: &Method| m == method || (*m == Method::GET && method == Method::HEAD);
+    if methods.iter().any(takes) {
+        return None;
+    }
+    let mut allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    if methods.contains(&Method::GET) {
+        allow.push("HEAD");
+    }
+    let allow = allow.join(", ");
+    let mut response = api_error_response(ApiError::new(
+        codes::METHOD_NOT_ALLOWED,
+        format!("{path} takes {allow}, not {method}."),
+    ));
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    Some(response)
+}
+
+/// For `/api`: refuses cross-site state changes (CSRF), paths and methods
+/// of no server function, and oversized bodies, and gives server function
+/// errors their HTTP status.
+async fn api_guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if !(path == "/api" || path.starts_with("/api/")) {
         return next.run(req).await;
     }
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
@@ -139,7 +180,15 @@ async fn api_guard(State(state): State<AppState>, req: Request, next: Next) -> R
             ApiError::forbidden("Cross-site requests are not allowed."),
         );
     }
-    let too_big = ApiError::new("too_large", "The request body is too large.");
+    if let Some(refusal) = not_a_server_fn(req.method(), path) {
+        return refusal;
+    }
+    if req.method() == Method::HEAD {
+        // Server functions know GET only; hyper still sends no body, as it
+        // remembers the request's method itself.
+        *req.method_mut() = Method::GET;
+    }
+    let too_big = ApiError::new(codes::TOO_LARGE, "The request body is too large.");
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -219,6 +268,31 @@ mod tests {
             h.insert(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn paths_and_methods_of_no_server_function() {
+        assert!(not_a_server_fn(&Method::POST, "/api/login").is_none());
+        assert!(not_a_server_fn(&Method::GET, "/api/me").is_none());
+        assert!(not_a_server_fn(&Method::HEAD, "/api/me").is_none());
+        for path in ["/api/nope", "/api", "/api/", "/api/me/", "/api/LOGIN"] {
+            let r = not_a_server_fn(&Method::POST, path).expect(path);
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+        }
+        for (method, path, allow) in [
+            (Method::GET, "/api/login", "POST"),
+            (Method::HEAD, "/api/logout", "POST"),
+            (Method::POST, "/api/me", "GET, HEAD"),
+            (Method::OPTIONS, "/api/messages", "GET, HEAD"),
+        ] {
+            let r = not_a_server_fn(&method, path).expect(path);
+            assert_eq!(
+                r.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            assert_eq!(r.headers()[header::ALLOW], allow, "{method} {path}");
+        }
     }
 
     #[test]

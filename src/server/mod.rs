@@ -6,6 +6,7 @@
 //! history, demo data), spawns the pub/sub hub and presence, and serves
 //! the axum router until [`RunningServer::shutdown`].
 
+pub mod close_payload;
 pub mod config;
 pub mod context;
 pub mod demo;
@@ -23,6 +24,7 @@ pub mod revocation;
 pub mod session;
 pub mod shards;
 pub mod socket_session;
+pub mod socket_task;
 pub mod store;
 pub mod subscriber;
 pub mod typing_limit;
@@ -32,6 +34,8 @@ pub mod ws;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod wire_props;
 
 use crate::api::ApiError;
 use crate::protocol::{RoomSummary, ServerFrame, User, UserId};
@@ -58,6 +62,8 @@ pub struct AppState {
     pub pages: Arc<history::PageCache>,
     /// Which user each recently seen session belongs to.
     pub known_sessions: Arc<session::KnownSessions>,
+    /// The WebSocket tasks still running (shutdown waits for them).
+    pub socket_tasks: socket_task::SocketTasks,
 }
 
 impl axum::extract::FromRef<AppState> for LeptosOptions {
@@ -198,17 +204,32 @@ pub struct RunningServer {
     embedded: Option<EmbeddedRedis>,
 }
 
+/// How long shutdown waits for socket tasks to finish their closing
+/// handshakes (a peer that reads nothing could hold one for a minute).
+const SOCKET_CLOSE_LIMIT: Duration = Duration::from_secs(5);
+
 impl RunningServer {
     /// Graceful shutdown: stop accepting, close sockets with 1001, finish
-    /// in-flight requests, take this instance's users offline, stop the
+    /// in-flight requests and (up to [`SOCKET_CLOSE_LIMIT`]) the sockets'
+    /// closing handshakes, take this instance's users offline, stop the
     /// embedded redis-server.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        if tokio::time::timeout(Duration::from_secs(10), self.serve)
-            .await
-            .is_err()
-        {
+        // axum's graceful shutdown does not see upgraded connections:
+        // their tasks are counted apart.
+        let (served, sockets_left) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(10), self.serve),
+            self.state.socket_tasks.wait_until_none(SOCKET_CLOSE_LIMIT),
+        );
+        if served.is_err() {
             tracing::warn!("in-flight requests did not finish within 10 s");
+        }
+        if sockets_left > 0 {
+            tracing::warn!(
+                sockets = sockets_left,
+                "sockets still closing after {} s",
+                SOCKET_CLOSE_LIMIT.as_secs()
+            );
         }
         self.state.presence.withdraw().await;
         if let Some(redis) = self.embedded {
@@ -282,6 +303,13 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;
+        if config.demo_data_withheld {
+            tracing::warn!(
+                addr = %config.addr.ip(),
+                "no demo accounts: ADDR is not a loopback address and DEMO_DATA is unset; \
+                 set DEMO_DATA=true to have them (their password is published)"
+            );
+        }
         if config.demo_data && demo::ensure(&store).await? {
             tracing::info!("demo data created");
         }
@@ -318,6 +346,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let state = AppState {
         pages,
         known_sessions: Arc::default(),
+        socket_tasks: Default::default(),
         config: Arc::new(config),
         store,
         hub,

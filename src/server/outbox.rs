@@ -63,8 +63,10 @@ struct State {
     held: Option<Vec<Bytes>>,
     /// The close the socket's task is to send; nothing is accepted after.
     close: Option<(u16, &'static str)>,
-    /// A write failed: the connection is gone.
+    /// A write failed, or the socket's task ended: nothing more is written.
     broken: bool,
+    /// The close frame is queued or written ([`Outbox::finish_with`]).
+    close_sent: bool,
 }
 
 fn epoch() -> Instant {
@@ -280,6 +282,7 @@ impl Outbox {
         if state.broken {
             return;
         }
+        state.close_sent = true;
         let begun = state.backlog.pop_front().filter(|_| state.front_begun);
         state.backlog.clear();
         state.backlog_bytes = 0;
@@ -307,6 +310,24 @@ impl Outbox {
             }
         });
         written.await.unwrap_or(false)
+    }
+
+    /// The socket's task has ended, or is unwinding from a panic: nothing
+    /// more is written (the hub's writers and pings skip this socket until
+    /// it has left the hub) and what waits is dropped. `last`, a close
+    /// frame, goes out first if it can without waiting: when no close was
+    /// sent yet and the stream is between two frames; then FIN follows.
+    pub fn end(&self, last: Option<Bytes>) {
+        let mut state = self.lock();
+        let between_frames = state.backlog.is_empty() || !state.front_begun;
+        if let Some(frame) = last.filter(|_| !state.broken && !state.close_sent && between_frames) {
+            let _ = self.stream.try_write(&frame);
+            let _ = super::wire::shutdown_write(&self.stream);
+        }
+        state.broken = true;
+        state.backlog.clear();
+        state.backlog_bytes = 0;
+        state.held = None;
     }
 
     /// Waits until the task should look again (backlog or close).

@@ -1,4 +1,7 @@
-//! The Redis store: every key the app reads or writes is named here.
+//! The Redis store: the keys of users, rooms and messages are named here
+//! (`mod keys`); the other keys are those of sessions (`session.rs`),
+//! sign-in limits (`limits.rs`), presence (`presence.rs`) and demo data
+//! (`demo.rs`). `docs/DATA_MODEL.md` lists every one.
 //!
 //! The data model keeps the original Redis chat demo's keys so its data
 //! stays usable (see `docs/DATA_MODEL.md`):
@@ -10,6 +13,7 @@
 //! | `username:{name}` | string | `user:{id}` |
 //! | `user:{id}:rooms` | set | room ids the user belongs to |
 //! | `room:{id}:name` | string | display name of a public room ("General") |
+//! | `room:{id}` | zset | the demo's history of a room (read once by the import) |
 //! | `online_users` | set | ids of users with an open socket |
 //!
 //! and adds its own:
@@ -21,7 +25,8 @@
 //! | `room:{ROOM}:stream` | stream | messages; the entry id is the message id (braces: a cluster hash tag) |
 //! | `room:{ROOM}:nonce:{user}:{nonce}` | string | message id of a client nonce, `NONCE_TTL_SECS` (24 h): idempotent sends |
 //! | `room:{ROOM}:imported` | string | set once the demo's sorted-set history was copied in |
-//! | `room:{ROOM}:rate:{user}` | string | messages sent in the current rate window |
+//! | `room:{ROOM}:rate:{user}` | string | messages and edits in the current rate window (TTL: the window) |
+//! | `room:{ROOM}:read` | hash | user id → id of the last message they read |
 //! | `room:{ROOM}:edits` | hash | message id → JSON of its edit or deletion |
 //! | `room:{ROOM}:generation` | string | counter bumped by every edit, deletion or import: keys the history page cache |
 //! | `session:{sha256(token)}` | string | `{id}:{username}`, sliding TTL |
@@ -117,36 +122,10 @@ pub fn unavailable(e: redis::RedisError) -> ApiError {
 /// Stores a message and publishes it in one round trip (see `lua/send.lua`).
 static SEND_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/send.lua")));
 
-/// Copies the demo's sorted-set history of one room into its stream, once.
-/// KEYS: room stream, import marker (one slot: `room:{ROOM}:…`). ARGV: the
-/// sorted set as `ZRANGE … WITHSCORES` returned it (member, score, …),
-/// read by the caller: the demo's key `room:{id}` is in another slot, so a
-/// cluster cannot read it inside the script. The marker is checked and set
-/// here, so the import happens once even with several instances starting.
-static IMPORT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-local items = ARGV
-local last = -1
-local n = 0
-for i = 1, #items, 2 do
-  local ok, msg = pcall(cjson.decode, items[i])
-  if ok and type(msg) == 'table' and msg['message'] ~= nil then
-    local ms = math.floor(tonumber(items[i + 1]) * 1000)
-    if ms <= last then ms = last end
-    last = ms
-    local from = tostring(msg['from'] or '0')
-    redis.call('XADD', KEYS[1], tostring(ms) .. '-*', 'from', from, 'message', tostring(msg['message']))
-    n = n + 1
-  end
-end
-redis.call('SET', KEYS[2], n)
-if n > 0 then redis.call('INCR', KEYS[3]) end
-return n
-"#,
-    )
-});
+/// Copies the demo's sorted-set history of one room into its stream, once
+/// (see `lua/import.lua`).
+static IMPORT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/import.lua")));
 
 /// Moves a read mark forward and announces it (see `lua/read.lua`).
 static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/read.lua")));
@@ -269,8 +248,9 @@ fn page_invocation(
 pub enum SendOutcome {
     /// Stored and published; the pub/sub echo delivers it.
     Stored(String),
-    /// The nonce was used before: this is the message stored then. It was
-    /// not published again, so the sender gets it directly.
+    /// The nonce was used before: this is the message stored then, as it
+    /// is now (edited, or deleted). It was not published again, so the
+    /// sender gets it directly.
     Duplicate(ChatMessage),
 }
 
@@ -1069,18 +1049,27 @@ impl Store {
             }
             _ => {}
         }
-        let entries: Vec<RawEntry> = redis::cmd("XRANGE")
-            .arg(keys::room_stream(room))
-            .arg(&id)
-            .arg(&id)
-            .query_async(&mut con)
+        // The message as it is now: a resend must not bring back the
+        // text of a message edited or deleted since.
+        let page: RawPage = page_invocation(room, "fwd", &id, &id, 1)
+            .invoke_async(&mut con)
             .await
-            .unwrap_or_default();
-        let mut message = entries
+            .map_err(|e| {
+                tracing::warn!(error = %e, "reading a resent message failed");
+                frame_error(
+                    codes::UNAVAILABLE,
+                    "The store is unavailable; please retry.".into(),
+                )
+            })?;
+        let mut message = page_messages(room, page)
             .into_iter()
             .next()
-            .and_then(|e| entry_to_message(room, e))
-            .ok_or_else(|| frame_error(codes::INTERNAL, "The original message is gone.".into()))?;
+            .ok_or_else(|| {
+                frame_error(
+                    codes::NOT_FOUND,
+                    "This message was stored but is no longer kept in the room's history.".into(),
+                )
+            })?;
         message.nonce = Some(nonce.to_string());
         Ok(SendOutcome::Duplicate(message))
     }

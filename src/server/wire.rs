@@ -14,7 +14,7 @@
 //! stream ([`Peer`], the connect info) while hyper's `Upgraded` still owns
 //! the read side, with any bytes it read ahead.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::{
     io,
     net::SocketAddr,
@@ -78,6 +78,16 @@ pub fn payload_of(frame: &[u8]) -> &[u8] {
     frame.get(header..).unwrap_or(&[])
 }
 
+/// Whether a `Sec-WebSocket-Key` is what RFC 6455 §4.1 asks for: 16
+/// bytes, base64-encoded (24 characters with the padding).
+pub fn key_is_valid(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|bytes| bytes.len() == 16)
+}
+
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
 pub fn accept_key(key: &[u8]) -> String {
     use base64::Engine as _;
@@ -113,11 +123,21 @@ pub enum ReadError {
 }
 
 /// What a buffered socket's read buffer shrinks back to after a large
-/// message, so that 10,000 idle sockets do not each keep one.
-const IDLE_BUFFER: usize = 512;
+/// message, so that 10,000 idle sockets do not each keep one; also the
+/// most a read takes beyond what the current frame needs.
+pub(crate) const IDLE_BUFFER: usize = 512;
+
+/// The longest frame header: 2 bytes, a 64-bit length and the mask.
+pub const MAX_HEADER: usize = 14;
+
+const NO_MESSAGE: &str = "continuation without a message";
 
 /// Reads client frames: unmasks them, joins fragments and enforces the
 /// size limit before a large payload is even read.
+///
+/// Its memory is bounded by the limit, whatever the peer claims: the read
+/// buffer holds at most one frame (limit + [`MAX_HEADER`]) or
+/// [`IDLE_BUFFER`] bytes, and the message being joined at most the limit.
 pub struct FrameReader {
     buf: BytesMut,
     /// A fragmented message being joined: (opcode, bytes so far).
@@ -146,8 +166,11 @@ impl FrameReader {
                 }
                 Parsed::Fragment => continue,
                 Parsed::Need(n) => {
-                    self.buf.reserve(n.max(IDLE_BUFFER));
-                    match io.read_buf(&mut self.buf).await {
+                    // What the frame needs, or a small read's worth: never
+                    // more, so that the buffer holds at most one frame.
+                    let room = n.max(IDLE_BUFFER.saturating_sub(self.buf.len()));
+                    self.make_room(room);
+                    match io.read_buf(&mut (&mut self.buf).limit(room)).await {
                         Ok(0) | Err(_) => return Err(ReadError::Gone),
                         Ok(_) => {}
                     }
@@ -156,7 +179,18 @@ impl FrameReader {
         }
     }
 
-    /// Takes one frame off the buffer if it is all there.
+    /// Room for `room` more bytes: in place if the buffer has it, else in
+    /// a buffer of exactly the size needed (`reserve` could double it).
+    fn make_room(&mut self, room: usize) {
+        if !self.buf.try_reclaim(room) {
+            let mut bigger = BytesMut::with_capacity(self.buf.len() + room);
+            bigger.extend_from_slice(&self.buf);
+            self.buf = bigger;
+        }
+    }
+
+    /// Takes one frame off the buffer if it is all there. Everything that
+    /// can be refused from the header is, before any payload is awaited.
     fn parse(&mut self) -> Result<Parsed, ReadError> {
         let b = &self.buf[..];
         if b.len() < 2 {
@@ -167,6 +201,17 @@ impl FrameReader {
             return Err(ReadError::Protocol("reserved bits set"));
         }
         let op = b[0] & 0x0F;
+        if !matches!(
+            op,
+            opcode::CONTINUATION
+                | opcode::TEXT
+                | opcode::BINARY
+                | opcode::CLOSE
+                | opcode::PING
+                | opcode::PONG
+        ) {
+            return Err(ReadError::Protocol("unknown opcode"));
+        }
         if b[1] & 0x80 == 0 {
             return Err(ReadError::Protocol("client frames must be masked"));
         }
@@ -184,10 +229,19 @@ impl FrameReader {
         if control && (!fin || len > 125) {
             return Err(ReadError::Protocol("bad control frame"));
         }
-        let so_far = self.partial.as_ref().map_or(0, |(_, p)| p.len()) as u64;
-        if !control && so_far + len > self.max_message as u64 {
+        // Against what is left of the limit: no sum that could wrap around.
+        let joined = self.partial.as_ref().map_or(0, |(_, p)| p.len());
+        if !control && len > self.max_message.saturating_sub(joined) as u64 {
             return Err(ReadError::TooBig);
         }
+        match (op, self.partial.is_some()) {
+            (opcode::CONTINUATION, false) => return Err(ReadError::Protocol(NO_MESSAGE)),
+            (opcode::TEXT | opcode::BINARY, true) => {
+                return Err(ReadError::Protocol("a new message inside a fragmented one"))
+            }
+            _ => {}
+        }
+        // At most the limit (or 125) now.
         let len = len as usize;
         let total = header + 4 + len;
         if b.len() < total {
@@ -200,27 +254,26 @@ impl FrameReader {
             *byte ^= mask[i & 3];
         }
         match op {
-            opcode::PING => Ok(Parsed::Message(Incoming::Ping(payload.freeze()))),
+            // A copy, so that the read buffer is not kept alive by it.
+            opcode::PING => Ok(Parsed::Message(Incoming::Ping(Bytes::copy_from_slice(
+                &payload,
+            )))),
             opcode::PONG => Ok(Parsed::Message(Incoming::Pong)),
-            opcode::CLOSE => {
-                let code =
-                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]]));
-                Ok(Parsed::Message(Incoming::Close(code)))
-            }
+            opcode::CLOSE => super::close_payload::parse(&payload)
+                .map(|code| Parsed::Message(Incoming::Close(code))),
             opcode::TEXT | opcode::BINARY => {
-                if self.partial.is_some() {
-                    return Err(ReadError::Protocol("a new message inside a fragmented one"));
-                }
                 if fin {
                     return finish(op, payload.to_vec()).map(Parsed::Message);
                 }
                 self.partial = Some((op, payload.to_vec()));
                 Ok(Parsed::Fragment)
             }
-            opcode::CONTINUATION => {
+            _ => {
                 let Some((first, mut joined)) = self.partial.take() else {
-                    return Err(ReadError::Protocol("continuation without a message"));
+                    return Err(ReadError::Protocol(NO_MESSAGE));
                 };
+                // Exactly: the joined message never takes more than the limit.
+                joined.reserve_exact(payload.len());
                 joined.extend_from_slice(&payload);
                 if fin {
                     return finish(first, joined).map(Parsed::Message);
@@ -228,8 +281,19 @@ impl FrameReader {
                 self.partial = Some((first, joined));
                 Ok(Parsed::Fragment)
             }
-            _ => Err(ReadError::Protocol("unknown opcode")),
         }
+    }
+
+    /// Bytes read and not yet taken off as frames.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Bytes of the fragmented message being joined.
+    #[cfg(test)]
+    pub(crate) fn joined(&self) -> usize {
+        self.partial.as_ref().map_or(0, |(_, p)| p.len())
     }
 }
 
@@ -383,39 +447,12 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Chat
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::wire_props::{client_frame, frame_bytes, LenForm};
 
-    /// A masked client frame, as a browser sends it.
-    fn client_frame(fin: bool, op: u8, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x37, 0xfa, 0x21, 0x3d];
-        let mut out = vec![if fin { 0x80 } else { 0 } | op];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 65535 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&mask);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        out
-    }
-
-    async fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<Incoming, ReadError>> {
-        let mut reader = FrameReader::new(max);
-        let mut io = &bytes[..];
-        let mut out = Vec::new();
-        loop {
-            let next = reader.next(&mut io).await;
-            let end = next.is_err();
-            out.push(next);
-            if end {
-                return out;
-            }
-        }
+    /// What a reader with limit `max` makes of `bytes` (read in chunks of
+    /// at most 4 KiB), up to its first error.
+    fn read_all(bytes: Vec<u8>, max: usize) -> Vec<Result<Incoming, ReadError>> {
+        crate::server::wire_props::read_all(bytes, vec![4096], max)
     }
 
     #[test]
@@ -438,8 +475,8 @@ mod tests {
         assert_eq!(&close_frame(1013, "slow")[..], b"\x88\x06\x03\xf5slow");
     }
 
-    #[tokio::test]
-    async fn reads_masked_fragmented_and_control_frames() {
+    #[test]
+    fn reads_masked_fragmented_and_control_frames() {
         let mut bytes = client_frame(true, opcode::TEXT, b"{\"a\":1}");
         bytes.extend(client_frame(false, opcode::TEXT, "h\u{e9}".as_bytes()));
         bytes.extend(client_frame(true, opcode::PING, b"p"));
@@ -448,7 +485,7 @@ mod tests {
         bytes.extend(client_frame(true, opcode::BINARY, b"\x00"));
         bytes.extend(client_frame(true, opcode::PONG, b""));
         bytes.extend(client_frame(true, opcode::CLOSE, &1000u16.to_be_bytes()));
-        let got = read_all(bytes, 1000).await;
+        let got = read_all(bytes, 1000);
         assert_eq!(
             got,
             vec![
@@ -464,12 +501,12 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn refuses_what_breaks_the_rules() {
+    #[test]
+    fn refuses_what_breaks_the_rules() {
         // Too big, declared in the header: refused before the payload.
         let big = client_frame(true, opcode::TEXT, &vec![b'x'; 70_000]);
         assert_eq!(
-            read_all(big[..20].to_vec(), 16_384).await,
+            read_all(big[..20].to_vec(), 16_384),
             vec![Err(ReadError::TooBig)]
         );
         // Too big across fragments.
@@ -479,15 +516,15 @@ mod tests {
             opcode::CONTINUATION,
             &vec![b'x'; 10_000],
         ));
-        assert_eq!(read_all(parts, 16_384).await, vec![Err(ReadError::TooBig)]);
+        assert_eq!(read_all(parts, 16_384), vec![Err(ReadError::TooBig)]);
         // Unmasked.
         assert!(matches!(
-            read_all(b"\x81\x02hi".to_vec(), 100).await[..],
+            read_all(b"\x81\x02hi".to_vec(), 100)[..],
             [Err(ReadError::Protocol(_))]
         ));
         // Invalid UTF-8.
         let bad = client_frame(true, opcode::TEXT, b"\xff\xfe");
-        assert_eq!(read_all(bad, 100).await, vec![Err(ReadError::BadText)]);
+        assert_eq!(read_all(bad, 100), vec![Err(ReadError::BadText)]);
         // A continuation out of nowhere, a fragmented ping, reserved bits.
         for frame in [
             client_frame(true, opcode::CONTINUATION, b"x"),
@@ -500,25 +537,57 @@ mod tests {
             client_frame(true, 0x3, b"x"),
         ] {
             assert!(matches!(
-                read_all(frame, 100).await[..],
+                read_all(frame, 100)[..],
                 [Err(ReadError::Protocol(_))]
             ));
         }
     }
 
-    #[tokio::test]
-    async fn reads_frames_split_across_reads() {
-        let frame = client_frame(true, opcode::TEXT, &vec![b'z'; 1000]);
-        let (mut client, mut server) = tokio::io::duplex(7);
-        let writer = tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            client.write_all(&frame).await.unwrap();
-        });
-        let mut reader = FrameReader::new(2000);
+    #[test]
+    fn refuses_from_the_header_what_the_header_shows() {
+        // A length near 2^64 after a fragment: its sum with the 4 bytes
+        // joined so far must not wrap around.
+        for claimed in [u64::MAX - 3, u64::MAX, 1 << 63, 97] {
+            let mut bytes = client_frame(false, opcode::TEXT, b"{\"ty");
+            let huge = frame_bytes(0x80, true, claimed, LenForm::Bits64, &[]);
+            bytes.extend(huge);
+            assert_eq!(
+                read_all(bytes, 100),
+                vec![Err(ReadError::TooBig)],
+                "{claimed}"
+            );
+        }
+        // Exactly what is left of the limit is fine.
+        let mut bytes = client_frame(false, opcode::TEXT, b"{\"ty");
+        bytes.extend(client_frame(true, opcode::CONTINUATION, &[b' '; 96]));
+        let text = format!("{{\"ty{}", " ".repeat(96));
         assert_eq!(
-            reader.next(&mut server).await,
-            Ok(Incoming::Text("z".repeat(1000)))
+            read_all(bytes, 100),
+            vec![Ok(Incoming::Text(text)), Err(ReadError::Gone)]
         );
-        writer.await.unwrap();
+        // An unknown opcode or a continuation of nothing, with no payload
+        // sent: refused at once, not waited for.
+        for first in [0x83, 0x80] {
+            let header = frame_bytes(first, true, 1000, LenForm::Bits16, &[]);
+            assert!(matches!(
+                read_all(header, 2000)[..],
+                [Err(ReadError::Protocol(_))]
+            ));
+        }
+    }
+
+    #[test]
+    fn a_key_is_16_bytes_in_base64() {
+        assert!(key_is_valid(b"dGhlIHNhbXBsZSBub25jZQ=="));
+        for key in [
+            &b"aGVsbG8="[..],
+            b"dGhlIHNhbXBsZSBub25jZQ",
+            b"dGhlIHNhbXBsZSBub25jZSE=",
+            b"dGhlIHNhbXBsZSBub25jZR==",
+            b"!!!!!!!!!!!!!!!!!!!!!!==",
+            b"",
+        ] {
+            assert!(!key_is_valid(key), "{key:?}");
+        }
     }
 }

@@ -9,12 +9,13 @@
 //! socket's backlog when the kernel could not take a frame at once. Live
 //! frames do not pass through it: the hub writes them (`outbox.rs`). It
 //! closes with the right code (1001 shutdown, 1002 protocol error, 1007
-//! bad text, 1008 idle, 1009 too big, 1013 too slow).
+//! bad text, 1008 idle, 1009 too big, 1011 after a panic, 1013 too slow).
 
 use super::outbox::{Outbox, Status};
 use super::resume::{self, encode};
 use super::session::{self, SessionId};
 use super::socket_session::SocketSession;
+use super::socket_task::{SocketGuard, TaskToken};
 use super::store::{parse_cursor, SendOutcome};
 use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
 use super::{typing_limit, AppState};
@@ -61,6 +62,7 @@ pub mod close {
     pub const BAD_DATA: u16 = 1007;
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// The server lost events for this socket: reconnect and resume.
     pub const SERVICE_RESTART: u16 = 1012;
     pub const TRY_AGAIN_LATER: u16 = 1013;
@@ -107,8 +109,11 @@ fn check_upgrade(
     let key = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .map(|k| k.as_bytes())
-        .filter(|k| !k.is_empty() && k.len() <= 64)
-        .ok_or((StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing"))?;
+        .filter(|k| wire::key_is_valid(k))
+        .ok_or((
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key must be 16 bytes in base64",
+        ))?;
     Ok(wire::accept_key(key))
 }
 
@@ -137,18 +142,12 @@ pub async fn handler(
     let hold = matches!(params.resume.as_deref(), Some("1" | "true"));
     let session = SocketSession::new(SessionId::of_token(&token), state.config.session_ttl);
     let upgrade = hyper::upgrade::on(&mut request);
+    let task = state.socket_tasks.start();
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
-                serve_socket(
-                    state,
-                    user,
-                    session,
-                    peer.stream,
-                    TokioIo::new(upgraded),
-                    hold,
-                )
-                .await
+                let io = TokioIo::new(upgraded);
+                serve_socket(state, user, session, peer.stream, io, hold, task).await
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -173,6 +172,7 @@ enum End {
 /// One WebSocket, from the upgrade to the close. Reads from `io` (hyper's
 /// upgraded connection, which may hold bytes it read ahead); writes go to
 /// `stream` directly, through the [`Outbox`] the hub also writes to.
+/// However it ends, its [`SocketGuard`] takes it out of the hub.
 async fn serve_socket(
     state: AppState,
     user: User,
@@ -180,12 +180,13 @@ async fn serve_socket(
     stream: Arc<TcpStream>,
     mut io: TokioIo<hyper::upgrade::Upgraded>,
     hold: bool,
+    task: TaskToken,
 ) {
     let out = Outbox::new(stream, hold);
-    let link = state.hub.join(&user, session.id, out.clone());
+    let (mut guard, ready) = SocketGuard::join(&state.hub, &user, session.id, out.clone(), task);
     let expiry = tokio::time::sleep_until(session.expires());
     tokio::pin!(expiry);
-    let mut ready = Some(link.ready);
+    let mut ready = Some(ready);
     let mut reader = FrameReader::new(MAX_FRAME_BYTES);
     let mut shutdown = state.shutdown.clone();
     let mut memory = SocketMemory {
@@ -247,14 +248,8 @@ async fn serve_socket(
                 continue;
             }
             Ok(Incoming::Pong) => continue,
-            Ok(Incoming::Close(code)) => {
-                // Echo the peer's code (RFC 6455 §5.5.1).
-                break End::Close(
-                    code.filter(|c| (1000..5000).contains(c))
-                        .unwrap_or(close::NORMAL),
-                    "",
-                );
-            }
+            // Echo the peer's code (RFC 6455 §5.5.1); the reader has checked it.
+            Ok(Incoming::Close(code)) => break End::Close(code.unwrap_or(close::NORMAL), ""),
             Err(ReadError::Gone) => break End::Gone,
             Err(ReadError::TooBig) => break End::Close(close::TOO_BIG, "frame too large"),
             Err(ReadError::BadText) => break End::Close(close::BAD_DATA, "text must be UTF-8"),
@@ -319,7 +314,7 @@ async fn serve_socket(
             out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
         }
     };
-    state.hub.leave(user.id, link.id);
+    guard.leave();
     if let End::Close(code, reason) = end {
         // The closing handshake: our close frame after the frame being
         // written, FIN, then read until the peer closes too, so that its

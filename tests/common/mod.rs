@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod process;
+pub mod raw;
 
 use futures::{SinkExt, StreamExt};
 use redis_chat::protocol::{ServerFrame, User};

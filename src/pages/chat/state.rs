@@ -103,11 +103,16 @@ pub struct UiMessage {
 }
 
 impl UiMessage {
-    /// The server stored this (pending or failed) message as `m`.
+    /// The server stored this (pending or failed) message as `m`; the
+    /// answer to a resend shows it as it is now, perhaps edited or deleted
+    /// from another tab meanwhile.
     fn confirm(&self, m: &ChatMessage) {
         self.id.set(m.id.clone());
         self.time_ms.set(message_ms(m));
         self.delivery.set(Delivery::Sent);
+        if m.edited_ms.is_some() {
+            self.apply_update(m);
+        }
     }
 
     /// The message was edited or deleted (`message.updated`).
