@@ -181,3 +181,40 @@ async fn the_sessions_index_lives_as_long_as_the_sessions_in_it() {
     server.shutdown().await;
     redis.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_an_old_index_forgot_are_indexed_at_start_and_end_everywhere() {
+    let redis = TestRedis::start().await;
+    let first = serve(config(&redis)).await;
+    let mut c = Client::new(&first);
+    let user = c.register("olga").await;
+    first.shutdown().await;
+    // As an older version left it: a live session whose index expired.
+    let forgotten = "f".repeat(64);
+    let key = SessionId::of_token(&forgotten).key();
+    let mut con = redis.con().await;
+    let _: () = con
+        .set_ex(&key, format!("{}:olga", user.id), 3600)
+        .await
+        .unwrap();
+    let _: () = con.del(index_of(user.id)).await.unwrap();
+    let _: () = con.del("sessions:indexed").await.unwrap();
+
+    let server = serve(config(&redis)).await;
+    let index = index_of(user.id);
+    eventually("the forgotten session is indexed", || {
+        let mut con = con.clone();
+        let (index, key) = (index.clone(), key.clone());
+        async move { con.sismember::<_, _, bool>(&index, &key).await.unwrap() }
+    })
+    .await;
+    let mut thief = Client::new(&server);
+    thief.cookie = Some(forgotten);
+    assert_eq!(thief.get("/api/me").await.status, 200);
+    let mut owner = Client::new(&server);
+    assert_eq!(owner.login("olga", "password123").await.status, 200);
+    assert_eq!(owner.post("/api/logout_all", &[]).await.status, 200);
+    assert_eq!(thief.get("/api/me").await.status, 401);
+    server.shutdown().await;
+    redis.stop().await;
+}

@@ -319,6 +319,19 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
+    // In the background: a database with many sessions must not hold up
+    // the start.
+    let indexing = store.clone();
+    tokio::spawn(async move {
+        match session::index_every_session(&indexing).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "indexed the sessions of every user"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not index sessions; next start tries again")
+            }
+        }
+    });
+
     let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
     let hub = Hub::spawn(
         urls,

@@ -123,6 +123,45 @@ pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String,
     Ok(token)
 }
 
+/// Marks that [`index_every_session`] has run on this database.
+const INDEXED_MARKER: &str = "sessions:indexed";
+
+/// Once per database: adds every live session to its user's index.
+/// Versions before the index lost its TTL let indexes expire while their
+/// sessions slid on, so "sign out everywhere" and password changes would
+/// miss those sessions. Idempotent, so instances starting together may
+/// both run it.
+pub async fn index_every_session(store: &Store) -> Result<usize, redis::RedisError> {
+    let mut con = store.con();
+    if con.exists::<_, bool>(INDEXED_MARKER).await? {
+        return Ok(0);
+    }
+    let keys = store.con().scan_keys("session:*", Some("string")).await?;
+    let mut indexed = 0;
+    for chunk in keys.chunks(500) {
+        let values: Vec<Option<String>> = super::redis_con::from_values(
+            store
+                .con()
+                .batch(chunk.iter().map(|k| redis::Cmd::get(k).into()).collect())
+                .await?,
+        )?;
+        let adds: Vec<Op> = chunk
+            .iter()
+            .zip(values)
+            .filter_map(|(key, value)| {
+                let user = user_of(value)?;
+                Some(redis::Cmd::sadd(index_of(user.id), key).into())
+            })
+            .collect();
+        indexed += adds.len();
+        if !adds.is_empty() {
+            store.con().batch(adds).await?;
+        }
+    }
+    let _: () = con.set(INDEXED_MARKER, 1).await?;
+    Ok(indexed)
+}
+
 /// Drops index entries of expired sessions.
 async fn prune(store: &Store, user: UserId) -> Result<(), ApiError> {
     let mut con = store.con();
