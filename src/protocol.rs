@@ -208,6 +208,11 @@ pub struct ResumeRequest {
 /// Most messages replayed per room by one resume; a room with more is
 /// listed in [`Resumed::truncated`] and should be reloaded from history.
 pub const MAX_RESUME_PER_ROOM: usize = 500;
+/// Most messages replayed by one resume over all its rooms; rooms past it
+/// are listed in [`Resumed::truncated`] too.
+pub const MAX_RESUME_TOTAL: usize = 2000;
+/// Most rooms one resume looks at (the rest are ignored).
+pub const MAX_RESUME_ROOMS: usize = 1000;
 
 /// What a client may say about a new message. Sender and time are not here:
 /// the server decides them.
@@ -254,8 +259,9 @@ pub enum ServerFrame {
 pub struct Resumed {
     /// Room id → last message id now delivered (rooms with news only).
     pub rooms: BTreeMap<String, String>,
-    /// Rooms with more than [`MAX_RESUME_PER_ROOM`] missed messages: only
-    /// the oldest were replayed; reload their history.
+    /// Rooms with more than [`MAX_RESUME_PER_ROOM`] missed messages, or
+    /// past [`MAX_RESUME_TOTAL`] for the whole resume: only the oldest (or
+    /// none) were replayed; reload their history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub truncated: Vec<String>,
 }
@@ -305,6 +311,48 @@ pub struct Envelope {
     pub frame: ServerFrame,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub to: Vec<UserId>,
+}
+
+/// WebSocket close codes of this application (RFC 6455 §7.4.2 leaves
+/// 4000–4999 to applications). A client must not reconnect by itself after
+/// either: the first means "sign in again", the second "another tab took
+/// this one's place".
+pub mod close_codes {
+    /// The session the socket was opened with ended (sign-out, sign-out
+    /// everywhere, password change, expiry).
+    pub const SESSION_ENDED: u16 = 4001;
+    /// The user opened more sockets than the server allows; this was the
+    /// oldest.
+    pub const TOO_MANY_SOCKETS: u16 = 4002;
+}
+
+/// What instances tell each other on the control channel (never sent to a
+/// browser): `{"type": ..., "data": {...}}` like every other frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum Control {
+    /// Sessions ended: every instance closes the sockets opened with them
+    /// (close code [`close_codes::SESSION_ENDED`]) and acknowledges.
+    #[serde(rename = "sessions.ended")]
+    SessionsEnded(SessionsEnded),
+}
+
+/// Which sessions of one user ended, and where to acknowledge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsEnded {
+    pub user: UserId,
+    /// The ended sessions, as the hex SHA-256 of their tokens (the part of
+    /// the session key after `session:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<String>,
+    /// Every session of the user ended, except `keep` when set.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub all: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<String>,
+    /// The list each instance pushes its server id to once its sockets of
+    /// these sessions can no longer write.
+    pub ack: String,
 }
 
 /// The two members of a private room id `"{min}:{max}"`, or `None` for a

@@ -685,7 +685,8 @@ async fn the_subscription_outlives_its_watchdog_pings() {
     let server = serve(config(&redis)).await;
     let mut con = redis.con().await;
     let subscriber = |list: String| {
-        list.lines().find(|l| l.contains(" sub=1 ")).and_then(|l| {
+        // The hub's one connection subscribes to MESSAGES and the control channel.
+        list.lines().find(|l| l.contains(" sub=2 ")).and_then(|l| {
             l.split(' ')
                 .find_map(|f| f.strip_prefix("id="))
                 .map(str::to_string)

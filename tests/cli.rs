@@ -198,7 +198,8 @@ async fn users_shows_who_is_online_and_passwd_ends_sessions() {
     let cli = Cli::url(&redis);
     let mut alice = Client::new(&server);
     let me = alice.register("alice").await;
-    Client::new(&server).register("bob").await;
+    let mut bob = Client::new(&server);
+    bob.register("bob").await;
     let socket = alice.socket().await;
     let mut con = redis.con().await;
     eventually("alice online", || {
@@ -226,6 +227,8 @@ async fn users_shows_who_is_online_and_passwd_ends_sessions() {
     socket.close().await;
 
     assert_eq!(alice.get("/api/me").await.status, 200);
+    // A socket open while the operator changes the password is closed.
+    let mut open_socket = alice.socket().await;
     cli.run_with_stdin(
         &["user", "passwd", "nobody", "--password-stdin"],
         "newpassword1\n",
@@ -243,6 +246,14 @@ async fn users_shows_who_is_online_and_passwd_ends_sessions() {
         .await
         .ok();
     assert_eq!(out.json()["username"], "alice");
+    open_socket.say("0", "after passwd", "p-1").await;
+    loop {
+        if let Event::Closed(code) = open_socket.next_event().await {
+            assert_eq!(code, Some(redis_chat::protocol::close_codes::SESSION_ENDED));
+            break;
+        }
+    }
+    assert!(page(&mut bob, "0", None, None).await.messages.is_empty());
     assert_eq!(alice.get("/api/me").await.status, 401, "session ended");
     let mut again = Client::new(&server);
     assert_eq!(again.login("alice", "password123").await.status, 401);

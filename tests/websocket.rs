@@ -309,7 +309,8 @@ async fn a_socket_task_that_panics_still_leaves_the_hub_and_presence() {
     let user = alice.clone();
     let task = tokio::spawn(async move {
         let out = Outbox::new(stream, false);
-        let _guard = SocketGuard::join(&state.hub, &user, out, state.socket_tasks.start());
+        let session = redis_chat::server::session::SessionId::of_token("a test socket");
+        let _guard = SocketGuard::join(&state.hub, &user, session, out, state.socket_tasks.start());
         joined.send(()).unwrap();
         panic_now.await.unwrap();
         panic!("a bug in a socket task (this panic is part of the test)");

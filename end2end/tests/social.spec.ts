@@ -405,6 +405,9 @@ test.describe('account', () => {
     await expect(page).toHaveURL(LOGIN_URL);
     await page.goto('/');
     await expect(page).toHaveURL(LOGIN_URL);
+    // The other browser's open chat page is signed out by its socket's
+    // close (4001), without a reload.
+    await expect(other).toHaveURL(LOGIN_URL, { timeout: 5_000 });
     await other.goto('/account');
     await expect(other).toHaveURL(LOGIN_URL);
   });

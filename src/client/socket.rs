@@ -6,12 +6,15 @@
 //! callback, and reports the connection state to another. When the connection drops it reconnects with
 //! exponential backoff and jitter (0.5 s doubling up to 30 s), and at once
 //! when the tab becomes visible again or the browser comes back online.
+//! Two closes end it for good instead: the session ended (sign in again)
+//! and "this user opened too many sockets; this was the oldest" (see
+//! `protocol::close_codes`).
 
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::protocol::{close_codes, ClientFrame, ServerFrame};
 use futures::channel::{mpsc, oneshot};
 use futures::future::{self, Either};
 use futures::{SinkExt, StreamExt};
-use gloo_net::websocket::{futures::WebSocket, Message, State};
+use gloo_net::websocket::{futures::WebSocket, Message, State, WebSocketError};
 use gloo_timers::future::TimeoutFuture;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -32,6 +35,10 @@ pub enum Status {
     Open,
     /// Down; a reconnect is scheduled.
     Closed,
+    /// The session ended (signed out, elsewhere too): no reconnect.
+    SignedOut,
+    /// Newer tabs of this user took this one's place: no reconnect.
+    Replaced,
 }
 
 /// A handle on the page's connection. Cloning shares the same connection.
@@ -186,10 +193,14 @@ async fn run(
             let opened = js_sys::Date::now();
             // A connection that lived a while resets the backoff; one that
             // is dropped at once keeps it growing.
-            if serve(&inner, ws, &hello, &on_frame, &on_status).await
-                && js_sys::Date::now() - opened > STABLE_AFTER_MS
-            {
-                failures = 0;
+            match serve(&inner, ws, &hello, &on_frame, &on_status).await {
+                Ended::Final(status) => {
+                    inner.stopped.set(true);
+                    on_status(status);
+                    return;
+                }
+                Ended::Used if js_sys::Date::now() - opened > STABLE_AFTER_MS => failures = 0,
+                Ended::Used | Ended::Unused => {}
             }
         }
         if inner.stopped.get() {
@@ -210,19 +221,28 @@ async fn run(
     on_status(Status::Closed);
 }
 
-/// Runs one open connection until it closes. `false` when it failed
-/// before it could be used.
+/// How a connection ended.
+enum Ended {
+    /// It failed before it could be used.
+    Unused,
+    /// It was used; reconnect.
+    Used,
+    /// The server closed it for good, in this state.
+    Final(Status),
+}
+
+/// Runs one open connection until it closes.
 async fn serve(
     inner: &Inner,
     ws: WebSocket,
     hello: &impl Fn() -> Option<ClientFrame>,
     on_frame: &impl Fn(ServerFrame),
     on_status: &impl Fn(Status),
-) -> bool {
+) -> Ended {
     let (mut sink, mut stream) = ws.split();
     if let Some(text) = hello().and_then(|frame| serde_json::to_string(&frame).ok()) {
         if sink.send(Message::Text(text)).await.is_err() {
-            return false;
+            return Ended::Unused;
         }
     }
     let (tx, mut rx) = mpsc::unbounded::<String>();
@@ -238,16 +258,29 @@ async fn serve(
     };
     let reader = async {
         // Ends after the close event; unparseable frames are skipped.
+        let mut code = None;
         while let Some(item) = stream.next().await {
-            if let Ok(Message::Text(text)) = item {
-                if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
-                    on_frame(frame);
+            match item {
+                Ok(Message::Text(text)) => {
+                    if let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) {
+                        on_frame(frame);
+                    }
                 }
+                Err(WebSocketError::ConnectionClose(event)) => code = Some(event.code),
+                _ => {}
             }
         }
+        code
     };
     futures::pin_mut!(writer, reader);
-    let _ = future::select(writer, reader).await;
+    let code = match future::select(writer, reader).await {
+        Either::Right((code, _)) => code,
+        Either::Left(_) => None,
+    };
     inner.out.borrow_mut().take();
-    true
+    match code {
+        Some(close_codes::SESSION_ENDED) => Ended::Final(Status::SignedOut),
+        Some(close_codes::TOO_MANY_SOCKETS) => Ended::Final(Status::Replaced),
+        _ => Ended::Used,
+    }
 }

@@ -49,7 +49,16 @@ pub struct Config {
     /// Messages older than this many days are removed as new ones arrive
     /// (`XTRIM … MINID`); 0 keeps them.
     pub history_max_age_days: u64,
+    /// Open WebSockets per user on one instance; a newer one closes the
+    /// oldest.
+    pub max_sockets_per_user: usize,
+    /// Typing notices per user (all rooms, all sockets).
+    pub typing_rate: super::limits::MessageRate,
 }
+
+/// `TYPING_RATE_LIMIT` unless set: clients send one notice every 3 s per
+/// room while typing, so this leaves room for several rooms at once.
+const DEFAULT_TYPING_RATE: &str = "20/10";
 
 /// A setting that could not be understood; the message names it.
 #[derive(Debug)]
@@ -84,6 +93,9 @@ impl Config {
             history_cache_bytes: 32 << 20,
             nonce_ttl: Duration::from_secs(24 * 3600),
             history_max_age_days: 0,
+            max_sockets_per_user: 20,
+            typing_rate: super::limits::MessageRate::parse(DEFAULT_TYPING_RATE)
+                .expect("valid default"),
         }
     }
 
@@ -195,6 +207,19 @@ impl Config {
             ));
         }
 
+        let max_sockets_per_user: usize = parse(&get, "MAX_SOCKETS_PER_USER", 20)?;
+        if !(1..=1000).contains(&max_sockets_per_user) {
+            return Err(ConfigError("MAX_SOCKETS_PER_USER must be 1 to 1000".into()));
+        }
+        let typing_rate = match get("TYPING_RATE_LIMIT") {
+            None => super::limits::MessageRate::parse(DEFAULT_TYPING_RATE).expect("valid default"),
+            Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "TYPING_RATE_LIMIT={v:?} must be COUNT/SECONDS (e.g. 20/10) or 0"
+                ))
+            })?,
+        };
+
         let message_rate = match get("MSG_RATE_LIMIT") {
             None => super::limits::MessageRate::parse("30/10").expect("valid default"),
             Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
@@ -231,6 +256,8 @@ impl Config {
                 .ok_or_else(|| ConfigError("HISTORY_CACHE_MB is too large".into()))?,
             nonce_ttl: Duration::from_secs(nonce_ttl_secs),
             history_max_age_days,
+            max_sockets_per_user,
+            typing_rate,
         })
     }
 }
@@ -373,6 +400,8 @@ mod tests {
             ("NONCE_TTL_SECS", "59"),
             ("HISTORY_MAX_AGE_DAYS", "36501"),
             ("HISTORY_CACHE_MB", "lots"),
+            ("MAX_SOCKETS_PER_USER", "0"),
+            ("TYPING_RATE_LIMIT", "fast"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

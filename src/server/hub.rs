@@ -12,41 +12,49 @@
 //! member (`shards.rs`); events about users (presence, `show.room`) still
 //! come from `MESSAGES`.
 //!
-//! One task owns the index `user → sockets`. Each event is turned into its
-//! complete WebSocket frame once (`wire::text_frame`) and the hub writes
-//! the same bytes (`Bytes`, reference-counted) to every target socket
-//! itself, with one non-blocking write each (`outbox.rs`): delivering to
-//! an idle socket wakes no task. Backlogs are bounded: a socket that falls
-//! too far behind is dropped (close 1013) instead of growing memory.
+//! One task owns the routing: it turns each event into its complete
+//! WebSocket frame once (`wire::text_frame`) and hands the same bytes
+//! (`Bytes`, reference-counted) to the writer tasks (`writers.rs`), which
+//! write them to every target socket with one non-blocking write each
+//! (`outbox.rs`): delivering to an idle socket wakes no task.
 //!
-//! The hub also pings every socket every [`PING_EVERY`] (one shared frame)
-//! and closes those silent for [`IDLE_LIMIT`], so a socket has no timer of
-//! its own.
+//! Everything on the way is bounded: the subscriber's feed
+//! ([`subscriber::FEED_QUEUE`] payloads), each writer's queue
+//! ([`writers::WRITER_QUEUE`] batches of at most [`writers::MAX_BATCH`]
+//! frames) and each socket's backlog (`outbox::SOCKET_QUEUE` frames, then
+//! close 1013 and the client resumes). When the writers fall behind, the
+//! hub waits, the subscriber waits, and Redis holds the rest in this
+//! client's output buffer until its limit closes the connection; what was
+//! published meanwhile is then caught up from the room streams (`gap.rs`).
+//!
+//! Control events (`revocation.rs`: sessions that ended) come on the same
+//! connection and close the sockets of those sessions.
 
+mod catch_up;
+mod events;
+
+use super::gap::{self, CaughtUp, Gaps};
 use super::outbox::Outbox;
 use super::presence::Presence;
-use super::redis_con::{self, RedisCon};
+use super::redis_con;
+use super::revocation::Ending;
+use super::session::SessionId;
 use super::shards::{Report, Shards};
-use super::store::{Store, CHANNEL};
+use super::store::Store;
+use super::subscriber::{self, Feed};
 use super::wire;
+use super::writers::{self, EndJob, LocalSocket, Targets, ToWriter, MAX_BATCH};
 use super::ws::close;
-use crate::protocol::{private_room_members, Envelope, ServerFrame, User, UserId, GENERAL_ROOM_ID};
+use crate::protocol::{Control, ServerFrame, User, UserId};
 use bytes::Bytes;
-use futures::StreamExt;
 use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    time::Duration,
 };
 use tokio::sync::{mpsc, oneshot};
-
-/// A ping every 15 s keeps proxies from closing idle sockets; a peer silent
-/// for 45 s (no frame, no pong) is dropped, so a dead one goes within a minute.
-pub const PING_EVERY: Duration = Duration::from_secs(15);
-pub const IDLE_LIMIT: Duration = Duration::from_secs(45);
 
 /// What a WebSocket task gets when it joins the hub.
 pub struct SocketLink {
@@ -58,22 +66,22 @@ pub struct SocketLink {
     pub ready: oneshot::Receiver<()>,
 }
 
-struct LocalSocket {
-    id: u64,
-    out: Arc<Outbox>,
-}
+#[cfg(test)]
+pub(crate) use events::decode_for_tests;
+use events::{decode, follow, About, Event};
 
+/// What the hub hears besides the subscriber's feed.
 enum Command {
     Join(User, LocalSocket, oneshot::Sender<()>),
     Leave(UserId, u64),
-    /// A payload from `MESSAGES`.
-    Event(Vec<u8>),
     /// From the sharded subscriptions (cluster only).
     Shard(Report),
+    /// A catch-up after a lost subscription finished (`None`: it failed).
+    CaughtUp(Option<CaughtUp>),
 }
 
 struct Shared {
-    subscribed: AtomicBool,
+    subscribed: Arc<AtomicBool>,
     /// Rooms with a shard-channel subscription (cluster only).
     shard_rooms: AtomicUsize,
     sockets: AtomicUsize,
@@ -93,17 +101,19 @@ impl Hub {
     /// (`PUBLISH` reaches every node of a cluster, so any one will do; when
     /// it fails the subscriber moves on to the next).
     /// On a cluster (`store.sharded()`) it also starts the sharded
-    /// subscriptions of room events.
+    /// subscriptions of room events. A user keeps at most
+    /// `max_sockets_per_user` sockets on this instance: a newer one closes
+    /// the oldest (4002).
     pub fn spawn(
         urls: Vec<String>,
         store: Store,
         timeouts: redis_con::Timeouts,
         presence: Presence,
+        max_sockets_per_user: usize,
     ) -> redis::RedisResult<Self> {
         for url in &urls {
             redis::Client::open(url.as_str())?;
         }
-        let con = store.con();
         let (commands, rx) = mpsc::unbounded_channel();
         let shards = store.sharded().then(|| {
             let (reports, mut reports_rx) = mpsc::unbounded_channel();
@@ -119,27 +129,41 @@ impl Hub {
         });
         let shared = Arc::new(Shared {
             shard_rooms: AtomicUsize::new(0),
-            subscribed: AtomicBool::new(false),
+            subscribed: Arc::default(),
             sockets: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(subscribe_forever(
+        let (feed, feed_rx) = mpsc::channel(subscriber::FEED_QUEUE);
+        tokio::spawn(subscriber::subscribe_forever(
             urls,
-            con,
-            commands.clone(),
-            shared.clone(),
+            store.con(),
+            feed,
+            shared.subscribed.clone(),
         ));
-        tokio::spawn(run(rx, presence, shards, shared.clone()));
+        let hub = Routing {
+            writers: writers::spawn(writers::writer_count()),
+            local: HashMap::new(),
+            presence,
+            shards,
+            shared: shared.clone(),
+            gaps: Gaps::default(),
+            held: None,
+            store,
+            commands: commands.clone(),
+            max_sockets_per_user: max_sockets_per_user.max(1),
+        };
+        tokio::spawn(hub.run(rx, feed_rx));
         Ok(Self { commands, shared })
     }
 
-    /// Registers a socket of `user`; the hub writes its frames to `out`.
-    pub fn join(&self, user: &User, out: Arc<Outbox>) -> SocketLink {
+    /// Registers a socket of `user`, opened with `session`; the hub writes
+    /// its frames to `out`.
+    pub fn join(&self, user: &User, session: SessionId, out: Arc<Outbox>) -> SocketLink {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (ready_tx, ready) = oneshot::channel();
         let _ = self.commands.send(Command::Join(
             user.clone(),
-            LocalSocket { id, out },
+            LocalSocket { id, session, out },
             ready_tx,
         ));
         SocketLink { id, ready }
@@ -166,216 +190,249 @@ impl Hub {
     }
 }
 
-/// Keeps one SUBSCRIBE connection up, forever: reconnects with backoff
-/// after any loss, and pings it so a silently dead link is noticed. On a
-/// cluster it moves on to the next node: the configured ones, then every
-/// primary the cluster reports (refreshed after each full round).
-async fn subscribe_forever(
-    seeds: Vec<String>,
-    con: RedisCon,
-    commands: mpsc::UnboundedSender<Command>,
-    shared: Arc<Shared>,
-) {
-    let mut backoff = Duration::from_millis(100);
-    let mut candidates = seeds.clone();
-    let mut next = 0usize;
-    loop {
-        if next >= candidates.len() {
-            next = 0;
-            if con.is_cluster() {
-                candidates = redis_con::subscriber_candidates(&seeds, &con).await;
-            }
-        }
-        let Some(url) = candidates.get(next) else {
-            tracing::error!("no Redis to subscribe to");
-            return;
-        };
-        next += 1;
-        let client = match redis::Client::open(url.as_str()) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "bad subscriber URL");
-                continue;
-            }
-        };
-        let connect = tokio::time::timeout(Duration::from_secs(5), client.get_async_pubsub());
-        match connect.await.unwrap_or_else(|_| {
-            Err(redis::RedisError::from(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "connect timed out",
-            )))
-        }) {
-            Ok(mut pubsub) => match pubsub.subscribe(CHANNEL).await {
-                Ok(()) => {
-                    shared.subscribed.store(true, Ordering::Relaxed);
-                    backoff = Duration::from_millis(100);
-                    tracing::info!(channel = CHANNEL, "subscribed");
-                    let (mut sink, mut stream) = pubsub.split();
-                    let mut watchdog = tokio::time::interval(Duration::from_secs(10));
-                    watchdog.tick().await;
-                    loop {
-                        tokio::select! {
-                            msg = stream.next() => match msg {
-                                Some(msg) => {
-                                    if commands.send(Command::Event(msg.get_payload_bytes().to_vec())).is_err() {
-                                        return;
-                                    }
-                                }
-                                None => break,
-                            },
-                            _ = watchdog.tick() => {
-                                // In subscribed mode PING answers ["pong", ""]: any reply will do.
-                                let ping = sink.ping::<redis::Value>();
-                                if !matches!(tokio::time::timeout(Duration::from_secs(5), ping).await, Ok(Ok(_))) {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    shared.subscribed.store(false, Ordering::Relaxed);
-                    tracing::warn!("pub/sub connection lost; resubscribing");
-                    // Straight on to the next node of a cluster; a single
-                    // Redis is retried after the backoff.
-                    if con.is_cluster() {
-                        continue;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "SUBSCRIBE failed"),
-            },
-            Err(e) => tracing::warn!(error = %e, "cannot open the pub/sub connection"),
-        }
-        if commands.is_closed() {
-            return;
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
+/// Live events held back while a catch-up runs, and whether the
+/// subscription was lost again meanwhile (at that Redis time).
+struct Held {
+    /// The subscription the catch-up follows.
+    at_ms: u64,
+    events: Vec<Event>,
+    again_at: Option<u64>,
 }
 
-/// Events taken off the channel and written together: under load, a
-/// socket gets the frames of many events in one `writev`.
-const MAX_BATCH: usize = 256;
-
-/// What the hub task sends its writers.
-enum ToWriter {
-    Join(UserId, LocalSocket),
-    Leave(UserId, u64),
-    /// Frames to write, in order, each with who gets it.
-    Deliver(Arc<Vec<(Bytes, Targets)>>),
-}
-
-/// The hub task: routes events, keeps presence and the cluster's shard
-/// subscriptions, and hands the frames to the writers.
-///
-/// Sockets are spread over one writer task per core ([`writer_count`]),
-/// each owning its part of the index `user → sockets`. Every writer gets
-/// every batch and writes it to its own sockets, so the walk over 1,000
-/// sockets of a busy room runs on all cores at once.
-async fn run(
-    mut commands: mpsc::UnboundedReceiver<Command>,
+/// The hub task's state.
+struct Routing {
+    writers: Vec<mpsc::Sender<ToWriter>>,
+    /// Sockets per local user, oldest first, with their sessions.
+    local: HashMap<UserId, Vec<(u64, SessionId)>>,
     presence: Presence,
-    mut shards: Option<Shards>,
+    shards: Option<Shards>,
     shared: Arc<Shared>,
-) {
-    let writers: Vec<mpsc::UnboundedSender<ToWriter>> = (0..writer_count())
-        .map(|_| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            tokio::spawn(write_to_sockets(rx));
-            tx
-        })
-        .collect();
-    let writer_of = |socket: u64| &writers[socket as usize % writers.len()];
-    // Sockets per local user.
-    let mut local: HashMap<UserId, usize> = HashMap::new();
-    let mut pending: Option<Command> = None;
-    loop {
-        let command = match pending.take() {
-            Some(command) => command,
-            None => match commands.recv().await {
-                Some(command) => command,
+    gaps: Gaps,
+    held: Option<Held>,
+    store: Store,
+    commands: mpsc::UnboundedSender<Command>,
+    max_sockets_per_user: usize,
+}
+
+impl Routing {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut feed: mpsc::Receiver<Feed>,
+    ) {
+        let mut pending: Option<Feed> = None;
+        let mut pending_command: Option<Command> = None;
+        loop {
+            let next = match (pending_command.take(), pending.take()) {
+                (Some(command), item) => {
+                    pending = item;
+                    Some(Ok(command))
+                }
+                (None, Some(item)) => Some(Err(item)),
+                (None, None) => tokio::select! {
+                    biased;
+                    command = commands.recv() => command.map(Ok),
+                    item = feed.recv() => item.map(Err),
+                },
+            };
+            match next {
                 None => return,
-            },
-        };
-        match command {
-            Command::Join(user, socket, ready) => {
-                let count = local.entry(user.id).or_default();
-                *count += 1;
-                shared.sockets.fetch_add(1, Ordering::Relaxed);
-                let first = *count == 1;
-                if first {
-                    presence.local_online(user.clone());
+                Some(Ok(Command::Shard(Report::Event(payload)))) => {
+                    pending_command = self.shard_events(payload, &mut commands).await;
                 }
-                let _ = writer_of(socket.id).send(ToWriter::Join(user.id, socket));
-                match &mut shards {
-                    Some(shards) => shards.joined(user.id, first, ready),
-                    None => {
-                        let _ = ready.send(());
-                    }
+                Some(Ok(command)) => self.command(command).await,
+                Some(Err(Feed::Event(payload))) => {
+                    pending = self.events(payload, &mut feed).await;
                 }
+                Some(Err(Feed::Control(payload))) => self.control(&payload).await,
+                Some(Err(Feed::Subscribed { at_ms })) => self.subscribed(at_ms),
             }
+            if let Some(shards) = &self.shards {
+                self.shared
+                    .shard_rooms
+                    .store(shards.rooms(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn writer_of(&self, socket: u64) -> &mpsc::Sender<ToWriter> {
+        &self.writers[socket as usize % self.writers.len()]
+    }
+
+    async fn to_all_writers(&self, job: impl Fn() -> ToWriter) {
+        for writer in &self.writers {
+            let _ = writer.send(job()).await;
+        }
+    }
+
+    async fn command(&mut self, command: Command) {
+        match command {
+            Command::Join(user, socket, ready) => self.join(user, socket, ready).await,
             Command::Leave(user, id) => {
-                let _ = writer_of(id).send(ToWriter::Leave(user, id));
-                let Some(count) = local.get_mut(&user) else {
-                    continue;
+                let _ = self.writer_of(id).send(ToWriter::Leave(user, id)).await;
+                let Some(sockets) = self.local.get_mut(&user) else {
+                    return;
                 };
-                *count -= 1;
-                shared.sockets.fetch_sub(1, Ordering::Relaxed);
-                if *count == 0 {
-                    local.remove(&user);
-                    presence.local_offline(user);
-                    if let Some(shards) = &mut shards {
+                let before = sockets.len();
+                sockets.retain(|(s, _)| *s != id);
+                if sockets.len() < before {
+                    self.shared.sockets.fetch_sub(1, Ordering::Relaxed);
+                }
+                if sockets.is_empty() {
+                    self.local.remove(&user);
+                    self.presence.local_offline(user);
+                    if let Some(shards) = &mut self.shards {
                         shards.left(user);
                     }
                 }
             }
-            Command::Event(payload) | Command::Shard(Report::Event(payload)) => {
-                // This event and whatever else is already waiting.
-                let mut batch = Vec::new();
-                let mut next = Some(payload);
-                while let Some(payload) = next.take() {
-                    if let Some(event) = decode(&payload) {
-                        if let Some(shards) = &mut shards {
-                            follow(shards, &event, &local);
-                        }
-                        batch.push((event.frame, event.targets));
-                    }
-                    if batch.len() < MAX_BATCH {
-                        match commands.try_recv() {
-                            Ok(Command::Event(p)) | Ok(Command::Shard(Report::Event(p))) => {
-                                next = Some(p)
-                            }
-                            Ok(other) => pending = Some(other),
-                            Err(_) => {}
-                        }
-                    }
-                }
-                if !batch.is_empty() {
-                    let batch = Arc::new(batch);
-                    for writer in &writers {
-                        let _ = writer.send(ToWriter::Deliver(batch.clone()));
-                    }
+            Command::Shard(report) => self.shard_report(report).await,
+            Command::CaughtUp(done) => self.caught_up(done).await,
+        }
+    }
+
+    async fn join(&mut self, user: User, socket: LocalSocket, ready: oneshot::Sender<()>) {
+        let sockets = self.local.entry(user.id).or_default();
+        sockets.push((socket.id, socket.session));
+        self.shared.sockets.fetch_add(1, Ordering::Relaxed);
+        let first = sockets.len() == 1;
+        let oldest = (sockets.len() > self.max_sockets_per_user).then(|| sockets[0].0);
+        if first {
+            self.presence.local_online(user.clone());
+        }
+        let _ = self
+            .writer_of(socket.id)
+            .send(ToWriter::Join(user.id, socket))
+            .await;
+        if let Some(oldest) = oldest {
+            // The socket leaves the index when its task ends.
+            let _ = self
+                .writer_of(oldest)
+                .send(ToWriter::Close(
+                    user.id,
+                    oldest,
+                    close::TOO_MANY_SOCKETS,
+                    "too many connections",
+                ))
+                .await;
+        }
+        match &mut self.shards {
+            Some(shards) => shards.joined(user.id, first, ready),
+            None => {
+                let _ = ready.send(());
+            }
+        }
+    }
+
+    /// This event and whatever else is already waiting: under load, a
+    /// socket gets the frames of many events in one `writev`. Returns a
+    /// feed item that is not an event, taken off while batching.
+    async fn events(&mut self, first: Vec<u8>, feed: &mut mpsc::Receiver<Feed>) -> Option<Feed> {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        let mut other = None;
+        while let Some(payload) = next.take() {
+            if let Some(event) = decode(&payload) {
+                batch.push(event);
+            }
+            if batch.len() < MAX_BATCH {
+                match feed.try_recv() {
+                    Ok(Feed::Event(p)) => next = Some(p),
+                    Ok(item) => other = Some(item),
+                    Err(_) => {}
                 }
             }
-            Command::Shard(Report::UserRooms(user, rooms)) => {
-                if let Some(shards) = &mut shards {
-                    shards.user_rooms(user, rooms, local.contains_key(&user));
+        }
+        self.route(batch).await;
+        other
+    }
+
+    /// [`Routing::events`] for the shard channels' events (cluster), which
+    /// come with the shards' other reports, in order.
+    async fn shard_events(
+        &mut self,
+        first: Vec<u8>,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Option<Command> {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        let mut other = None;
+        while let Some(payload) = next.take() {
+            if let Some(event) = decode(&payload) {
+                batch.push(event);
+            }
+            if batch.len() < MAX_BATCH {
+                match commands.try_recv() {
+                    Ok(Command::Shard(Report::Event(p))) => next = Some(p),
+                    Ok(command) => other = Some(command),
+                    Err(_) => {}
                 }
             }
-            Command::Shard(Report::Dropped(room)) => {
-                if let Some(shards) = &mut shards {
-                    shards.dropped(room);
+        }
+        self.route(batch).await;
+        other
+    }
+
+    /// Hands decoded events to the writers (or holds them while a
+    /// catch-up runs).
+    async fn route(&mut self, events: Vec<Event>) {
+        if let Some(held) = &mut self.held {
+            held.events.extend(events);
+            if held.events.len() > gap::MAX_HELD {
+                tracing::warn!("too much arrived during a catch-up; every socket resumes");
+                if let Some(held) = self.held.take() {
+                    self.abandon(held).await;
                 }
             }
-            Command::Shard(Report::Subscribed(room)) => {
-                if let Some(shards) = &mut shards {
-                    shards.subscribed(room);
-                }
-            }
-            Command::Shard(Report::CatchUp(room, messages)) => {
-                let Some((users, missed)) =
-                    shards.as_mut().and_then(|s| s.catch_up(&room, messages))
-                else {
+            return;
+        }
+        let mut batch = Vec::with_capacity(events.len());
+        for event in events {
+            if let About::Message { room, id } = &event.about {
+                if !self.gaps.fresh(room, id) {
                     continue;
+                }
+            }
+            if let Some(shards) = &mut self.shards {
+                follow(shards, &event, &self.local);
+            }
+            batch.push((event.frame, event.targets));
+        }
+        if !batch.is_empty() {
+            let batch = Arc::new(batch);
+            self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
+                .await;
+        }
+    }
+
+    async fn control(&mut self, payload: &[u8]) {
+        match serde_json::from_slice::<Control>(payload) {
+            Ok(Control::SessionsEnded(event)) => {
+                let job = Arc::new(EndJob {
+                    ending: Ending::of(&event),
+                    writers_left: AtomicUsize::new(self.writers.len()),
+                    ack: Some((self.store.clone(), event.ack.clone())),
+                });
+                self.to_all_writers(|| ToWriter::End(job.clone())).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "ignoring an unknown control event"),
+        }
+    }
+
+    async fn shard_report(&mut self, report: Report) {
+        let Some(shards) = &mut self.shards else {
+            return;
+        };
+        match report {
+            Report::Event(_) => {}
+            Report::UserRooms(user, rooms) => {
+                shards.user_rooms(user, rooms, self.local.contains_key(&user))
+            }
+            Report::Dropped(room) => shards.dropped(room),
+            Report::Subscribed(room) => shards.subscribed(room),
+            Report::CatchUp(room, messages) => {
+                let Some((users, missed)) = shards.catch_up(&room, messages) else {
+                    return;
                 };
                 let batch: Vec<(Bytes, Targets)> = missed
                     .into_iter()
@@ -383,286 +440,9 @@ async fn run(
                     .map(|text| (wire::text_frame(&text), Targets::Users(users.clone())))
                     .collect();
                 let batch = Arc::new(batch);
-                for writer in &writers {
-                    let _ = writer.send(ToWriter::Deliver(batch.clone()));
-                }
+                self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
+                    .await;
             }
         }
-        if let Some(shards) = &shards {
-            shared.shard_rooms.store(shards.rooms(), Ordering::Relaxed);
-        }
-    }
-}
-
-/// Tells the cluster's shard subscriptions about an event.
-fn follow(shards: &mut Shards, event: &Event, local: &HashMap<UserId, usize>) {
-    match &event.about {
-        About::Message { room, id } => shards.live(room, id),
-        About::NewRoom { room, after } => {
-            if let Targets::Users(users) = &event.targets {
-                let here: Vec<UserId> = users
-                    .iter()
-                    .copied()
-                    .filter(|u| local.contains_key(u))
-                    .collect();
-                shards.room_shown(room, &here, after.as_deref());
-            }
-        }
-        About::Other => {}
-    }
-}
-
-/// A writer whose last walk over its sockets took longer than this waits
-/// as long again (at most [`MAX_LINGER`]) before the next.
-const LINGER_FROM: Duration = Duration::from_millis(2);
-const MAX_LINGER: Duration = Duration::from_millis(10);
-
-/// One writer per core, at most 8.
-fn writer_count() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-        .clamp(1, 8)
-}
-
-/// A writer: its part of the socket index, written to directly. It also
-/// pings its sockets every [`PING_EVERY`] and closes the silent ones.
-async fn write_to_sockets(mut rx: mpsc::UnboundedReceiver<ToWriter>) {
-    let mut by_user: HashMap<UserId, Vec<LocalSocket>> = HashMap::new();
-    let ping = wire::encode_frame(wire::opcode::PING, b"");
-    let mut ping_timer = tokio::time::interval(PING_EVERY);
-    ping_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ping_timer.tick().await;
-    let mut last_walk = Duration::ZERO;
-    let mut walk_end = std::time::Instant::now();
-    loop {
-        let job = tokio::select! {
-            job = rx.recv() => match job {
-                Some(job) => job,
-                None => return,
-            },
-            _ = ping_timer.tick() => {
-                ping_all(&by_user, &ping);
-                continue;
-            }
-        };
-        match job {
-            ToWriter::Join(user, socket) => by_user.entry(user).or_default().push(socket),
-            ToWriter::Leave(user, id) => forget(&mut by_user, user, id),
-            ToWriter::Deliver(batch) => {
-                // After a long walk, wait as long again before the next one
-                // (at most MAX_LINGER): under load each socket then gets
-                // several frames per write, which halves the system calls
-                // where they cost most; an evenly spaced low rate never waits.
-                if last_walk > LINGER_FROM {
-                    let until = walk_end + last_walk.min(MAX_LINGER);
-                    if until > std::time::Instant::now() {
-                        tokio::time::sleep_until(until.into()).await;
-                    }
-                }
-                // Batches that queued up while this writer was busy go out
-                // together: fewer, larger writes exactly when load is high.
-                let mut batches = vec![batch];
-                let mut after = None;
-                while batches.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(ToWriter::Deliver(more)) => batches.push(more),
-                        Ok(other) => {
-                            after = Some(other);
-                            break;
-                        }
-                        Err(_) => break,
-                    }
-                }
-                let frames: Vec<&(Bytes, Targets)> =
-                    batches.iter().flat_map(|b| b.iter()).collect();
-                let started = std::time::Instant::now();
-                deliver(&by_user, &frames);
-                walk_end = std::time::Instant::now();
-                last_walk = walk_end - started;
-                match after {
-                    Some(ToWriter::Join(user, socket)) => {
-                        by_user.entry(user).or_default().push(socket)
-                    }
-                    Some(ToWriter::Leave(user, id)) => forget(&mut by_user, user, id),
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
-fn forget(by_user: &mut HashMap<UserId, Vec<LocalSocket>>, user: UserId, id: u64) {
-    if let Some(sockets) = by_user.get_mut(&user) {
-        sockets.retain(|s| s.id != id);
-        if sockets.is_empty() {
-            by_user.remove(&user);
-        }
-    }
-}
-
-/// Pings every socket; closes those silent for too long.
-fn ping_all(by_user: &HashMap<UserId, Vec<LocalSocket>>, ping: &Bytes) {
-    for s in by_user.values().flatten() {
-        if s.out.silent_for() > IDLE_LIMIT {
-            s.out.close(close::POLICY, "idle");
-        } else {
-            s.out.direct(ping.clone());
-        }
-    }
-}
-
-/// Writes a batch to the sockets it targets, in order. Consecutive frames
-/// for everyone go to each socket together (one `writev`). A socket whose
-/// backlog is full is closed (1013); it leaves the index when its task
-/// ends.
-fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Targets)]) {
-    let too_slow = |user: UserId, s: &LocalSocket| {
-        tracing::info!(user, socket = s.id, "dropping a socket that cannot keep up");
-        s.out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
-    };
-    let mut rest = batch;
-    while let Some((frame, targets)) = rest.first() {
-        match targets {
-            Targets::Everyone => {
-                let run = rest
-                    .iter()
-                    .take_while(|(_, t)| *t == Targets::Everyone)
-                    .count();
-                let frames: Vec<Bytes> = rest[..run].iter().map(|(f, _)| f.clone()).collect();
-
-                for (user, sockets) in by_user {
-                    for s in sockets {
-                        if !s.out.live_many(&frames) {
-                            too_slow(*user, s);
-                        }
-                    }
-                }
-                rest = &rest[run..];
-            }
-            Targets::Users(users) => {
-                for user in users {
-                    for s in by_user.get(user).into_iter().flatten() {
-                        if !s.out.live(frame) {
-                            too_slow(*user, s);
-                        }
-                    }
-                }
-                rest = &rest[1..];
-            }
-        }
-    }
-}
-
-/// Who gets an event.
-#[derive(Debug, PartialEq, Eq)]
-enum Targets {
-    Everyone,
-    Users(Vec<UserId>),
-}
-
-#[cfg(test)]
-pub(crate) fn decode_for_tests(payload: &[u8]) -> bool {
-    decode(payload).is_some()
-}
-
-/// The members of a room: everyone for General, the two members of a
-/// private room; `None` for an id that is neither.
-fn room_targets(room: &str) -> Option<Targets> {
-    if room == GENERAL_ROOM_ID {
-        return Some(Targets::Everyone);
-    }
-    private_room_members(room).map(|(a, b)| Targets::Users(vec![a, b]))
-}
-
-/// A published event, decoded once.
-struct Event {
-    /// The client frame, rendered and framed once.
-    frame: Bytes,
-    targets: Targets,
-    /// What the sharded subscriptions need to know about it.
-    about: About,
-}
-
-enum About {
-    /// A new message in a room.
-    Message {
-        room: String,
-        id: String,
-    },
-    /// `show.room`: a room new to its targets, shown with this newest message.
-    NewRoom {
-        room: String,
-        after: Option<String>,
-    },
-    Other,
-}
-
-/// Parses a published envelope once and renders the client frame once.
-fn decode(payload: &[u8]) -> Option<Event> {
-    let envelope: Envelope = match serde_json::from_slice(payload) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::debug!(error = %e, "ignoring an unknown pub/sub payload");
-            return None;
-        }
-    };
-    let targets = if !envelope.to.is_empty() {
-        Targets::Users(envelope.to)
-    } else {
-        match &envelope.frame {
-            ServerFrame::Message(m) | ServerFrame::MessageUpdated(m) => room_targets(&m.room_id)?,
-            ServerFrame::Typing(t) => room_targets(&t.room_id)?,
-            ServerFrame::UserConnected(_) | ServerFrame::UserDisconnected(_) => Targets::Everyone,
-            // Read marks and the rest only go to the users named in `to`.
-            ServerFrame::Read(_)
-            | ServerFrame::Error(_)
-            | ServerFrame::ShowRoom(_)
-            | ServerFrame::Resumed(_) => return None,
-        }
-    };
-    let about = match &envelope.frame {
-        ServerFrame::Message(m) => About::Message {
-            room: m.room_id.clone(),
-            id: m.id.clone(),
-        },
-        ServerFrame::ShowRoom(r) => About::NewRoom {
-            room: r.id.clone(),
-            after: r.last_message.as_ref().map(|m| m.id.clone()),
-        },
-        _ => About::Other,
-    };
-    let text = serde_json::to_string(&envelope.frame).ok()?;
-    Some(Event {
-        frame: wire::text_frame(&text),
-        targets,
-        about,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_by_room() {
-        let general = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"0","from":1,"date":1,"dateMs":1000,"message":"hi"}}"#;
-        let Event { frame, targets, .. } = decode(general).unwrap();
-        assert_eq!(targets, Targets::Everyone);
-        let json = std::str::from_utf8(wire::payload_of(&frame)).unwrap();
-        assert!(json.starts_with(r#"{"type":"message","data":{"id":"1-0""#));
-        assert!(!json.contains("serverId"));
-
-        let private = br#"{"serverId":"a","type":"message","data":{"id":"1-0","roomId":"2:5","from":2,"date":1,"message":"hi"}}"#;
-        assert_eq!(decode(private).unwrap().targets, Targets::Users(vec![2, 5]));
-
-        let to =
-            br#"{"serverId":"a","type":"show.room","data":{"id":"2:5","name":"Joe"},"to":[5]}"#;
-        let shown = decode(to).unwrap();
-        assert_eq!(shown.targets, Targets::Users(vec![5]));
-        assert!(matches!(shown.about, About::NewRoom { room, after: None } if room == "2:5"));
-
-        assert!(decode(b"not json").is_none());
-        assert!(decode(br#"{"serverId":"a","type":"nope","data":{}}"#).is_none());
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod context;
 pub mod demo;
 pub mod embedded_redis;
+pub mod gap;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -18,11 +19,17 @@ pub mod limits;
 pub mod outbox;
 pub mod presence;
 pub mod redis_con;
+pub mod resume;
+pub mod revocation;
 pub mod session;
 pub mod shards;
+pub mod socket_session;
 pub mod socket_task;
 pub mod store;
+pub mod subscriber;
+pub mod typing_limit;
 pub mod wire;
+pub mod writers;
 pub mod ws;
 
 #[cfg(test)]
@@ -312,9 +319,28 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         .await
         .map_err(|e| StartError::Redis(e.to_string()))?;
 
+    // In the background: a database with many sessions must not hold up
+    // the start.
+    let indexing = store.clone();
+    tokio::spawn(async move {
+        match session::index_every_session(&indexing).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(sessions = n, "indexed the sessions of every user"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not index sessions; next start tries again")
+            }
+        }
+    });
+
     let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
-    let hub = Hub::spawn(urls, store.clone(), timeouts, presence.clone())
-        .map_err(|e| StartError::Redis(e.to_string()))?;
+    let hub = Hub::spawn(
+        urls,
+        store.clone(),
+        timeouts,
+        presence.clone(),
+        config.max_sockets_per_user,
+    )
+    .map_err(|e| StartError::Redis(e.to_string()))?;
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

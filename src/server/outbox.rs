@@ -293,6 +293,25 @@ impl Outbox {
         self.write_or_queue(&mut state, std::slice::from_ref(&frame));
     }
 
+    /// Writes the backlog out, waiting up to `limit` for the peer to take
+    /// it. `false` when it could not.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let written = tokio::time::timeout(limit, async {
+            loop {
+                match self.flush() {
+                    Ok(true) => return true,
+                    Ok(false) => {
+                        if self.stream.writable().await.is_err() {
+                            return false;
+                        }
+                    }
+                    Err(_) => return false,
+                }
+            }
+        });
+        written.await.unwrap_or(false)
+    }
+
     /// The socket's task has ended, or is unwinding from a panic: nothing
     /// more is written (the hub's writers and pings skip this socket until
     /// it has left the hub) and what waits is dropped. `last`, a close

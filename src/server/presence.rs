@@ -309,6 +309,22 @@ impl Presence {
         Ok(gone)
     }
 
+    /// How many instances are alive (their heartbeat has not expired):
+    /// how many acknowledge a control event (`revocation.rs`).
+    pub async fn live_instances(con: &mut RedisCon) -> Result<usize, redis::RedisError> {
+        let servers: Vec<String> = con.smembers(INSTANCES).await?;
+        if servers.is_empty() {
+            return Ok(0);
+        }
+        // One slot ({online_users}): one pipeline.
+        let mut pipe = redis::pipe();
+        for server in &servers {
+            pipe.exists(alive_key(server));
+        }
+        let alive: Vec<bool> = pipe.query_async(con).await?;
+        Ok(alive.into_iter().filter(|a| *a).count())
+    }
+
     /// Stops all presence work without any clean-up, as a crash would
     /// (tests of the reaper).
     pub fn abandon(&self) {

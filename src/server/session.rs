@@ -4,6 +4,10 @@
 //! (`session:{hash}` → `{id}:{username}`), so a copy of the database does
 //! not contain usable sessions. The TTL slides on every use. Every
 //! instance sees every session, so no sticky load balancing is needed.
+//!
+//! Ending a session ([`delete`], [`delete_all`]) also ends the WebSockets
+//! opened with it, on every instance, before the call returns
+//! (`revocation.rs`).
 
 use super::redis_con::Op;
 use super::store::{keys, next_reply, unavailable, Store};
@@ -32,13 +36,53 @@ pub fn new_token() -> Result<String, ApiError> {
 }
 
 fn key_of(token: &str) -> String {
-    keys::session(&hex(&Sha256::digest(token.as_bytes())))
+    SessionId::of_token(token).key()
+}
+
+/// A session, as the SHA-256 of its token: what its Redis key is named
+/// after, and what a WebSocket remembers of the session it was opened
+/// with (32 bytes, not the 72 of the key).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId([u8; 32]);
+
+impl SessionId {
+    pub fn of_token(token: &str) -> Self {
+        Self(Sha256::digest(token.as_bytes()).into())
+    }
+
+    /// The id in a session key (`session:{64 hex digits}`).
+    pub fn of_key(key: &str) -> Option<Self> {
+        Self::of_hex(key.strip_prefix("session:")?)
+    }
+
+    pub fn of_hex(digits: &str) -> Option<Self> {
+        if digits.len() != 64 {
+            return None;
+        }
+        let mut bytes = [0u8; 32];
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(digits.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(Self(bytes))
+    }
+
+    pub fn hex(&self) -> String {
+        hex(&self.0)
+    }
+
+    /// The session's Redis key.
+    pub fn key(&self) -> String {
+        keys::session(&self.hex())
+    }
 }
 
 /// `user:{id}:sessions`: the session keys of a user, for "sign out
-/// everywhere" and password changes. Members whose key expired are
-/// harmless and pruned as the set grows.
-fn index_of(user: UserId) -> String {
+/// everywhere" and password changes. It has no TTL of its own: sessions
+/// slide, so any TTL given at sign-in could run out while a session in it
+/// lives on (and sign-out everywhere would miss it). Members whose session
+/// expired are harmless and pruned as the set grows, so it stays at most
+/// a few dozen entries.
+pub fn index_of(user: UserId) -> String {
     format!("user:{user}:sessions")
 }
 
@@ -60,7 +104,11 @@ pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String,
             )
             .into(),
             redis::Cmd::sadd(index_of(user.id), &key).into(),
-            redis::Cmd::expire(index_of(user.id), ttl.as_secs() as i64).into(),
+            // Indexes written before sessions slid had a TTL: drop it.
+            redis::cmd("PERSIST")
+                .arg(index_of(user.id))
+                .to_owned()
+                .into(),
             redis::Cmd::scard(index_of(user.id)).into(),
         ])
         .await
@@ -73,6 +121,45 @@ pub async fn create(store: &Store, user: &User, ttl: Duration) -> Result<String,
         prune(store, user.id).await?;
     }
     Ok(token)
+}
+
+/// Marks that [`index_every_session`] has run on this database.
+const INDEXED_MARKER: &str = "sessions:indexed";
+
+/// Once per database: adds every live session to its user's index.
+/// Versions before the index lost its TTL let indexes expire while their
+/// sessions slid on, so "sign out everywhere" and password changes would
+/// miss those sessions. Idempotent, so instances starting together may
+/// both run it.
+pub async fn index_every_session(store: &Store) -> Result<usize, redis::RedisError> {
+    let mut con = store.con();
+    if con.exists::<_, bool>(INDEXED_MARKER).await? {
+        return Ok(0);
+    }
+    let keys = store.con().scan_keys("session:*", Some("string")).await?;
+    let mut indexed = 0;
+    for chunk in keys.chunks(500) {
+        let values: Vec<Option<String>> = super::redis_con::from_values(
+            store
+                .con()
+                .batch(chunk.iter().map(|k| redis::Cmd::get(k).into()).collect())
+                .await?,
+        )?;
+        let adds: Vec<Op> = chunk
+            .iter()
+            .zip(values)
+            .filter_map(|(key, value)| {
+                let user = user_of(value)?;
+                Some(redis::Cmd::sadd(index_of(user.id), key).into())
+            })
+            .collect();
+        indexed += adds.len();
+        if !adds.is_empty() {
+            store.con().batch(adds).await?;
+        }
+    }
+    let _: () = con.set(INDEXED_MARKER, 1).await?;
+    Ok(indexed)
 }
 
 /// Drops index entries of expired sessions.
@@ -98,26 +185,33 @@ async fn prune(store: &Store, user: UserId) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Ends every session of `user` except the one with token `keep`.
+/// Ends every session of `user` except the one with token `keep`, and
+/// the WebSockets opened with them.
 pub async fn delete_all(store: &Store, user: UserId, keep: Option<&str>) -> Result<(), ApiError> {
-    let keep = keep.map(key_of);
+    let keep = keep.map(SessionId::of_token);
+    let keep_key = keep.map(|k| k.key());
     let mut con = store.con();
     let keys: Vec<String> = con.smembers(index_of(user)).await.map_err(unavailable)?;
-    let doomed: Vec<&String> = keys.iter().filter(|k| Some(*k) != keep.as_ref()).collect();
-    if doomed.is_empty() {
-        return Ok(());
+    let doomed: Vec<&String> = keys
+        .iter()
+        .filter(|k| Some(*k) != keep_key.as_ref())
+        .collect();
+    if !doomed.is_empty() {
+        // Sessions first, then the index: a failure half-way leaves index
+        // entries without sessions (pruned later), never a live session
+        // that the index forgot. On a cluster redis-rs splits the
+        // multi-key DEL by slot.
+        let mut del = redis::cmd("DEL");
+        del.arg(&doomed);
+        store
+            .con()
+            .in_order(vec![del, redis::Cmd::srem(index_of(user), &doomed)])
+            .await
+            .map_err(unavailable)?;
     }
-    // Sessions first, then the index: a failure half-way leaves index
-    // entries without sessions (pruned later), never a live session that
-    // the index forgot. On a cluster redis-rs splits the multi-key DEL by
-    // slot.
-    let mut del = redis::cmd("DEL");
-    del.arg(&doomed);
-    store
-        .con()
-        .in_order(vec![del, redis::Cmd::srem(index_of(user), &doomed)])
-        .await
-        .map_err(unavailable)
+    // Every socket of the user but those of `keep`, whether or not the
+    // index knew its session.
+    super::revocation::announce(store, user, super::revocation::Ended::AllBut(keep)).await
 }
 
 /// The Redis key of a well-formed token (64 hex digits), else `None`.
@@ -197,9 +291,10 @@ impl KnownSessions {
     }
 }
 
-/// Deletes a session (logout).
+/// Deletes a session (logout), and ends the WebSockets opened with it.
 pub async fn delete(store: &Store, token: &str) -> Result<(), ApiError> {
-    let key = key_of(token);
+    let id = SessionId::of_token(token);
+    let key = id.key();
     let mut con = store.con();
     let value: Option<String> = redis::cmd("GETDEL")
         .arg(&key)
@@ -208,6 +303,7 @@ pub async fn delete(store: &Store, token: &str) -> Result<(), ApiError> {
         .map_err(unavailable)?;
     if let Some(user) = value.and_then(|v| v.split_once(':')?.0.parse::<UserId>().ok()) {
         let _: () = con.srem(index_of(user), &key).await.map_err(unavailable)?;
+        super::revocation::announce(store, user, super::revocation::Ended::Only(vec![id])).await?;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 
 use super::hub::Hub;
 use super::outbox::Outbox;
+use super::session::SessionId;
 use super::wire;
 use super::ws::close;
 use crate::protocol::{User, UserId};
@@ -72,15 +73,16 @@ pub struct SocketGuard {
 }
 
 impl SocketGuard {
-    /// Joins the hub with `out`. Also returns the hub's `ready` signal
+    /// Joins the hub with `out`, for a socket opened with `session`. Also returns the hub's `ready` signal
     /// ([`super::hub::SocketLink::ready`]).
     pub fn join(
         hub: &Hub,
         user: &User,
+        session: SessionId,
         out: Arc<Outbox>,
         task: TaskToken,
     ) -> (Self, oneshot::Receiver<()>) {
-        let link = hub.join(user, out.clone());
+        let link = hub.join(user, session, out.clone());
         let guard = Self {
             hub: hub.clone(),
             user: user.id,

@@ -12,13 +12,16 @@
 //! bad text, 1008 idle, 1009 too big, 1011 after a panic, 1013 too slow).
 
 use super::outbox::{Outbox, Status};
+use super::resume::{self, encode};
+use super::session::{self, SessionId};
+use super::socket_session::SocketSession;
 use super::socket_task::{SocketGuard, TaskToken};
 use super::store::{parse_cursor, SendOutcome};
 use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
-use super::{session, AppState};
+use super::{typing_limit, AppState};
 use crate::protocol::{
-    codes, message_id_key, ClientFrame, FrameError, ResumeRequest, Resumed, ServerFrame, Typing,
-    User, MAX_FRAME_BYTES, MAX_RESUME_PER_ROOM, TYPING_RESEND_MS,
+    codes, message_id_key, ClientFrame, FrameError, ServerFrame, Typing, User, MAX_FRAME_BYTES,
+    TYPING_RESEND_MS,
 };
 use axum::{
     body::Body,
@@ -52,6 +55,7 @@ const CLOSE_WRITE_WAIT: Duration = Duration::from_secs(60);
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 pub mod close {
+    pub use crate::protocol::close_codes::{SESSION_ENDED, TOO_MANY_SOCKETS};
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
     pub const PROTOCOL: u16 = 1002;
@@ -59,6 +63,8 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server lost events for this socket: reconnect and resume.
+    pub const SERVICE_RESTART: u16 = 1012;
     pub const TRY_AGAIN_LATER: u16 = 1013;
 }
 
@@ -134,13 +140,14 @@ pub async fn handler(
         Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
     };
     let hold = matches!(params.resume.as_deref(), Some("1" | "true"));
+    let session = SocketSession::new(SessionId::of_token(&token), state.config.session_ttl);
     let upgrade = hyper::upgrade::on(&mut request);
     let task = state.socket_tasks.start();
     tokio::spawn(async move {
         match upgrade.await {
             Ok(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                serve_socket(state, user, peer.stream, io, hold, task).await
+                serve_socket(state, user, session, peer.stream, io, hold, task).await
             }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
@@ -169,13 +176,16 @@ enum End {
 async fn serve_socket(
     state: AppState,
     user: User,
+    mut session: SocketSession,
     stream: Arc<TcpStream>,
     mut io: TokioIo<hyper::upgrade::Upgraded>,
     hold: bool,
     task: TaskToken,
 ) {
     let out = Outbox::new(stream, hold);
-    let (mut guard, ready) = SocketGuard::join(&state.hub, &user, out.clone(), task);
+    let (mut guard, ready) = SocketGuard::join(&state.hub, &user, session.id, out.clone(), task);
+    let expiry = tokio::time::sleep_until(session.expires());
+    tokio::pin!(expiry);
     let mut ready = Some(ready);
     let mut reader = FrameReader::new(MAX_FRAME_BYTES);
     let mut shutdown = state.shutdown.clone();
@@ -212,7 +222,16 @@ async fn serve_socket(
                 out.release(|_| false);
                 continue;
             }
-            incoming = reader.next(&mut io) => incoming,
+            _ = &mut expiry => None,
+            incoming = reader.next(&mut io) => Some(incoming),
+        };
+        let Some(incoming) = incoming else {
+            // The session would have expired by now, unless renewed elsewhere.
+            if !session.alive(&state.store).await {
+                break session_ended();
+            }
+            expiry.as_mut().reset(session.expires());
+            continue;
         };
         out.heard();
         let text = match incoming {
@@ -236,6 +255,12 @@ async fn serve_socket(
             Err(ReadError::BadText) => break End::Close(close::BAD_DATA, "text must be UTF-8"),
             Err(ReadError::Protocol(why)) => break End::Close(close::PROTOCOL, why),
         };
+        // Activity keeps the session alive; an ended one ends the socket
+        // before anything it sent is looked at.
+        if !session.touch(&state.store).await {
+            break session_ended();
+        }
+        expiry.as_mut().reset(session.expires());
         match serde_json::from_str::<ClientFrame>(&text) {
             Ok(ClientFrame::Resume(request)) => {
                 // On a cluster: until the user's rooms are subscribed, live
@@ -245,14 +270,22 @@ async fn serve_socket(
                         tracing::warn!(user = user.id, "room subscriptions not ready");
                     }
                 }
-                let (frames, marks) =
-                    Box::pin(resume(&state, &mut memory.rooms, &user, request)).await;
-                for frame in frames {
-                    out.direct(frame);
-                    if out.backlog_bytes() > DIRECT_HIGH_WATER && !drain(&out, WRITE_WAIT).await {
-                        break;
+                let marks = match memory.resumes.take() {
+                    Ok(()) => {
+                        Box::pin(resume::replay(
+                            &state,
+                            &mut memory.rooms,
+                            &user,
+                            request,
+                            &out,
+                        ))
+                        .await
                     }
-                }
+                    Err(wait) => {
+                        reply(&out, &resume::too_many(wait));
+                        BTreeMap::new()
+                    }
+                };
                 if holding.take().is_some() {
                     let covered: BTreeMap<String, (u64, u64)> = marks
                         .into_iter()
@@ -267,7 +300,9 @@ async fn serve_socket(
                     out.release(|_| false);
                 }
                 let answer = match decoded {
-                    Ok(frame) => Box::pin(handle_frame(&state, &user, &mut memory, frame)).await,
+                    Ok(frame) => {
+                        Box::pin(handle_frame(&state, &user, &out, &mut memory, frame)).await
+                    }
                     Err(_) => Some(ServerFrame::Error(explain_bad_frame(&text))),
                 };
                 if let Some(frame) = answer {
@@ -275,7 +310,7 @@ async fn serve_socket(
                 }
             }
         }
-        if out.backlog_bytes() > DIRECT_HIGH_WATER && !drain(&out, WRITE_WAIT).await {
+        if out.backlog_bytes() > DIRECT_HIGH_WATER && !out.drain(WRITE_WAIT).await {
             out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
         }
     };
@@ -285,7 +320,7 @@ async fn serve_socket(
         // written, FIN, then read until the peer closes too, so that its
         // unread bytes cannot turn our close into a reset.
         out.finish_with(wire::close_frame(code, reason), code, reason);
-        if drain(&out, CLOSE_WRITE_WAIT).await {
+        if out.drain(CLOSE_WRITE_WAIT).await {
             let _ = wire::shutdown_write(out.stream());
             let mut scratch = vec![0u8; 1024];
             let _ = tokio::time::timeout(CLOSE_WAIT, async {
@@ -296,82 +331,13 @@ async fn serve_socket(
     }
 }
 
-/// Writes the socket's backlog out, waiting up to `limit` for the peer to
-/// take it. `false` when it could not.
-async fn drain(out: &Outbox, limit: Duration) -> bool {
-    let written = tokio::time::timeout(limit, async {
-        loop {
-            match out.flush() {
-                Ok(true) => return true,
-                Ok(false) => {
-                    if out.stream().writable().await.is_err() {
-                        return false;
-                    }
-                }
-                Err(_) => return false,
-            }
-        }
-    });
-    written.await.unwrap_or(false)
+/// The session this socket was opened with has ended (4001).
+fn session_ended() -> End {
+    End::Close(close::SESSION_ENDED, "session ended")
 }
 
 fn reply(out: &Outbox, frame: &ServerFrame) {
     out.direct(encode(frame));
-}
-
-/// A server frame, ready to write.
-fn encode(frame: &ServerFrame) -> bytes::Bytes {
-    wire::text_frame(&serde_json::to_string(frame).unwrap_or_default())
-}
-
-/// Replays what the client missed in the rooms it names (its own rooms
-/// only; others are ignored), then a `resumed` frame. Returns the frames
-/// and, per room, the last replayed id.
-async fn resume(
-    state: &AppState,
-    rooms: &mut HashSet<String>,
-    user: &User,
-    request: ResumeRequest,
-) -> (Vec<bytes::Bytes>, BTreeMap<String, String>) {
-    let mut wanted = Vec::new();
-    for (room, after) in request.rooms.into_iter().take(1000) {
-        if parse_cursor(Some(&after)).ok().flatten().is_none() {
-            continue;
-        }
-        let member = rooms.contains(&room)
-            || matches!(state.store.is_member(user.id, &room).await, Ok(true));
-        if member {
-            rooms.insert(room.clone());
-            wanted.push((room, after));
-        }
-    }
-    let mut done = Resumed::default();
-    let mut frames = Vec::new();
-    match state.store.replay(&wanted, MAX_RESUME_PER_ROOM).await {
-        Ok(replays) => {
-            for ((room, _), (messages, more)) in wanted.iter().zip(replays) {
-                if let Some(last) = messages.last() {
-                    done.rooms.insert(room.clone(), last.id.clone());
-                }
-                if more {
-                    done.truncated.push(room.clone());
-                }
-                frames.extend(
-                    messages
-                        .into_iter()
-                        .map(|m| encode(&ServerFrame::Message(m))),
-                );
-            }
-        }
-        Err(e) => frames.push(encode(&ServerFrame::Error(error(
-            &e.code,
-            "Could not replay missed messages; reload the history.",
-            None,
-        )))),
-    }
-    let marks = done.rooms.clone();
-    frames.push(encode(&ServerFrame::Resumed(done)));
-    (frames, marks)
 }
 
 fn error(code: &str, message: &str, nonce: Option<String>) -> FrameError {
@@ -390,6 +356,7 @@ struct SocketMemory {
     rooms: HashSet<String>,
     /// When this socket last announced typing, per room.
     typing: HashMap<String, Instant>,
+    resumes: resume::ResumeBudget,
 }
 
 /// Typing notices closer together than this are dropped (clients resend
@@ -431,9 +398,16 @@ async fn ensure_member(
 async fn handle_frame(
     state: &AppState,
     user: &User,
+    out: &Outbox,
     memory: &mut SocketMemory,
     frame: ClientFrame,
 ) -> Option<ServerFrame> {
+    // Closing (its session ended, or the hub dropped it): nothing more it
+    // sends counts. The hub requests the close before an instance
+    // acknowledges a sign-out, so this holds for anything sent after one.
+    if out.status() != Status::Open {
+        return None;
+    }
     let result = match frame {
         ClientFrame::Resume(_) => Ok(None),
         ClientFrame::Message(send) => {
@@ -491,10 +465,14 @@ async fn handle_frame(
                             username: user.username.clone(),
                         };
                         // Best effort: a lost typing notice is harmless.
-                        let _ = state
-                            .store
-                            .publish_room(&room.room_id, ServerFrame::Typing(typing))
-                            .await;
+                        if typing_limit::allowed(&state.store, user.id, state.config.typing_rate)
+                            .await
+                        {
+                            let _ = state
+                                .store
+                                .publish_room(&room.room_id, ServerFrame::Typing(typing))
+                                .await;
+                        }
                         Ok(None)
                     }
                 }

@@ -36,6 +36,10 @@ pub enum ConnState {
     Connecting,
     Open,
     Closed,
+    /// The session ended: the page goes to the sign-in page.
+    SignedOut,
+    /// The user's newer tabs took this one's connection.
+    Replaced,
 }
 
 impl ConnState {
@@ -45,6 +49,8 @@ impl ConnState {
             ConnState::Connecting => "connecting",
             ConnState::Open => "open",
             ConnState::Closed => "closed",
+            ConnState::SignedOut => "signed-out",
+            ConnState::Replaced => "replaced",
         }
     }
 
@@ -53,6 +59,8 @@ impl ConnState {
             ConnState::Connecting => "Connecting…",
             ConnState::Open => "Live",
             ConnState::Closed => "Offline — retrying",
+            ConnState::SignedOut => "Signed out",
+            ConnState::Replaced => "Open in too many tabs — reload to use this one",
         }
     }
 }
@@ -289,6 +297,8 @@ impl Chat {
                         Status::Connecting => ConnState::Connecting,
                         Status::Open => ConnState::Open,
                         Status::Closed => ConnState::Closed,
+                        Status::SignedOut => ConnState::SignedOut,
+                        Status::Replaced => ConnState::Replaced,
                     })
                 },
             );
@@ -938,8 +948,14 @@ impl Chat {
                     self.send_read();
                 }
             }
-            ConnState::Closed => {}
-            ConnState::Connecting => {}
+            ConnState::SignedOut => {
+                // Signed out here or elsewhere: on to the sign-in page.
+                #[cfg(feature = "hydrate")]
+                if let Some(window) = web_sys::window() {
+                    let _ = window.location().assign("/login");
+                }
+            }
+            ConnState::Closed | ConnState::Connecting | ConnState::Replaced => {}
         }
     }
 
