@@ -14,7 +14,7 @@ use crate::server::{
     config::{Config, RedisSource},
     embedded_redis::{EmbeddedError, EmbeddedRedis},
     presence::Presence,
-    redis_con,
+    redis_con::{self, Endpoints},
     store::Store,
 };
 use std::{sync::Arc, time::Duration};
@@ -33,26 +33,35 @@ impl Ctx {
     pub async fn open() -> Result<Self, CliError> {
         let config = Config::from_env()
             .map_err(|e| CliError::runtime(format!("configuration error: {e}")))?;
-        let (urls, embedded) = match &config.redis {
+        let (endpoints, embedded) = match &config.redis {
             RedisSource::Embedded { data_dir, binary } => {
                 match EmbeddedRedis::start(data_dir, binary).await {
-                    Ok(redis) => (vec![redis.url().to_string()], Some(redis)),
+                    Ok(redis) => (
+                        Endpoints::new(&config.redis, Some(redis.url()), &config.redis_tls),
+                        Some(redis),
+                    ),
                     // A running server's redis-server answers there: use it.
                     Err(EmbeddedError::InUse(dir)) => (
-                        vec![format!("redis+unix://{}", dir.join("redis.sock").display())],
+                        Endpoints::new(
+                            &config.redis,
+                            Some(&format!(
+                                "redis+unix://{}",
+                                dir.join("redis.sock").display()
+                            )),
+                            &config.redis_tls,
+                        ),
                         None,
                     ),
                     Err(e) => return Err(CliError::runtime(e.to_string())),
                 }
             }
-            other => (redis_con::urls(other, None), None),
+            other => (Endpoints::new(other, None, &config.redis_tls), None),
         };
-        let cluster = matches!(config.redis, RedisSource::Cluster(_));
         let timeouts = redis_con::Timeouts {
             connect: Duration::from_secs(5),
             response: Duration::from_secs(10),
         };
-        match redis_con::connect(cluster, &urls, timeouts).await {
+        match redis_con::connect(&endpoints, timeouts).await {
             Ok(con) => {
                 let server_id: Arc<str> = format!("cli-{}", random_hex()).into();
                 let mut store = Store::new(
@@ -84,9 +93,12 @@ impl Ctx {
                     RedisSource::Cluster(_) => "REDIS_CLUSTER_NODES",
                     RedisSource::Embedded { .. } => "the embedded redis-server",
                 };
-                Err(CliError::runtime(format!(
-                    "cannot reach Redis ({what}): {e}"
-                )))
+                Err(CliError::runtime(
+                    config
+                        .redis_tls
+                        .explain(&e)
+                        .unwrap_or_else(|| format!("cannot reach Redis ({what}): {e}")),
+                ))
             }
         }
     }

@@ -217,6 +217,7 @@ impl Output {
 
 /// Runs a parsed command line; `main` returns its exit code.
 pub fn run(cli: Cli) -> ExitCode {
+    crate::server::redis_tls::install_crypto_provider();
     let command = match cli.command {
         None | Some(Command::Serve) => return serve::run(),
         Some(command) => command,

@@ -30,10 +30,13 @@ async fn serve() -> ExitCode {
         Ok(running) => running,
         Err(e) => return fail(&e.to_string()),
     };
+    // Listening for SIGTERM before saying so: a supervisor may stop us as
+    // soon as it reads the line.
+    let stop = shutdown_signal();
     println!("listening on http://{}", running.addr);
     tracing::info!(addr = %running.addr, "serving");
 
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     running.shutdown().await;
     ExitCode::SUCCESS
@@ -44,17 +47,21 @@ fn fail(message: &str) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
+/// Registers for SIGINT and SIGTERM now; the future ends at the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        let mut term = match term {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
     }
 }

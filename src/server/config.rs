@@ -2,6 +2,7 @@
 //! `.env` file). Every setting is listed with its default in `.env.sample`
 //! and in the README's configuration table.
 
+use super::redis_tls::{self, RedisTls};
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 /// Where Redis comes from.
@@ -24,6 +25,9 @@ pub struct Config {
     /// Create the demo users (whose password is published) and messages in
     /// an empty database, and offer them on the sign-in page. `DEMO_DATA`,
     /// or when it is unset: only on a loopback `ADDR`.
+    /// Certificates for `rediss://` (`REDIS_CA_CERT`, `REDIS_CLIENT_CERT`,
+    /// `REDIS_CLIENT_KEY`), read at start-up.
+    pub redis_tls: RedisTls,
     pub demo_data: bool,
     /// There is no demo data only because `DEMO_DATA` is unset and `ADDR`
     /// is not a loopback address (the server says so once at start).
@@ -79,6 +83,7 @@ impl Config {
             addr: "127.0.0.1:0".parse().expect("literal address"),
             site_root: "target/site".into(),
             redis: RedisSource::Url(redis_url.into()),
+            redis_tls: RedisTls::default(),
             demo_data: false,
             demo_data_withheld: false,
             bcrypt_cost: 4,
@@ -171,6 +176,15 @@ impl Config {
             },
         };
 
+        let redis_tls = RedisTls::load(
+            get("REDIS_CA_CERT").map(PathBuf::from).as_deref(),
+            get("REDIS_CLIENT_CERT").map(PathBuf::from).as_deref(),
+            get("REDIS_CLIENT_KEY").map(PathBuf::from).as_deref(),
+        )?;
+        if redis_tls.is_set() {
+            check_tls_is_used(&redis)?;
+        }
+
         let bcrypt_cost: u32 = parse(&get, "BCRYPT_COST", 12)?;
         if !(4..=31).contains(&bcrypt_cost) {
             return Err(ConfigError("BCRYPT_COST must be between 4 and 31".into()));
@@ -235,6 +249,7 @@ impl Config {
             redis,
             demo_data,
             demo_data_withheld,
+            redis_tls,
             bcrypt_cost,
             session_ttl: Duration::from_secs(session_ttl_secs),
             cookie_secure: flag(&get, "COOKIE_SECURE", false)?,
@@ -259,6 +274,27 @@ impl Config {
             max_sockets_per_user,
             typing_rate,
         })
+    }
+}
+
+/// TLS settings without a `rediss://` URL would silently do nothing.
+fn check_tls_is_used(redis: &RedisSource) -> Result<(), ConfigError> {
+    let (uses_tls, what) = match redis {
+        RedisSource::Url(url) => (redis_tls::uses_tls(url), "REDIS_URL is not rediss://"),
+        RedisSource::Cluster(nodes) => (
+            nodes.iter().any(|url| redis_tls::uses_tls(url)),
+            "no node of REDIS_CLUSTER_NODES is rediss://",
+        ),
+        RedisSource::Embedded { .. } => {
+            (false, "the embedded redis-server (no REDIS_URL) has no TLS")
+        }
+    };
+    if uses_tls {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "REDIS_CA_CERT, REDIS_CLIENT_CERT and REDIS_CLIENT_KEY are for TLS, but {what}"
+        )))
     }
 }
 
@@ -406,5 +442,118 @@ mod tests {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");
         }
+    }
+
+    /// A certificate, its key, another key and a file that is not PEM.
+    fn pem_files() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        for (name, text) in [
+            ("cert.pem", cert.pem()),
+            ("key.pem", key.serialize_pem()),
+            ("other.key", other.serialize_pem()),
+            ("junk.pem", "not PEM at all".to_string()),
+        ] {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn tls_files_are_read_at_start_and_bad_ones_name_the_setting() {
+        let dir = pem_files();
+        let file = |name: &str| dir.path().join(name).display().to_string();
+        let url = ("REDIS_URL", "rediss://h:6380".to_string());
+        let ca = |name: &str| ("REDIS_CA_CERT", file(name));
+        let cert = |name: &str| ("REDIS_CLIENT_CERT", file(name));
+        let key = |name: &str| ("REDIS_CLIENT_KEY", file(name));
+        let with_owned = |pairs: &[(&str, String)]| {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            with(&pairs)
+        };
+
+        let c = with_owned(&[
+            url.clone(),
+            ca("cert.pem"),
+            cert("cert.pem"),
+            key("key.pem"),
+        ])
+        .unwrap();
+        assert!(c.redis_tls.is_set());
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("cert.pem") && !shown.contains("PRIVATE KEY"),
+            "{shown}"
+        );
+        assert!(with_owned(&[url.clone(), ca("cert.pem")])
+            .unwrap()
+            .redis_tls
+            .is_set());
+        assert!(!with_owned(std::slice::from_ref(&url))
+            .unwrap()
+            .redis_tls
+            .is_set());
+
+        for (pairs, setting, says) in [
+            (vec![ca("missing.pem")], "REDIS_CA_CERT", "cannot read it"),
+            (
+                vec![("REDIS_CA_CERT", file(""))],
+                "REDIS_CA_CERT",
+                "cannot read it",
+            ),
+            (vec![ca("junk.pem")], "REDIS_CA_CERT", "no PEM certificate"),
+            (vec![ca("key.pem")], "REDIS_CA_CERT", "no PEM certificate"),
+            (vec![cert("cert.pem")], "REDIS_CLIENT_KEY", "go together"),
+            (vec![key("key.pem")], "REDIS_CLIENT_CERT", "go together"),
+            (
+                vec![cert("junk.pem"), key("key.pem")],
+                "REDIS_CLIENT_CERT",
+                "no PEM certificate",
+            ),
+            (
+                vec![cert("cert.pem"), key("cert.pem")],
+                "REDIS_CLIENT_KEY",
+                "no PEM private key",
+            ),
+            (
+                vec![cert("cert.pem"), key("other.key")],
+                "REDIS_CLIENT_KEY",
+                "not the key of",
+            ),
+        ] {
+            let pairs: Vec<_> = [url.clone()].into_iter().chain(pairs).collect();
+            let e = with_owned(&pairs).unwrap_err();
+            assert!(
+                e.0.contains(setting) && e.0.contains(says),
+                "{pairs:?}: {e}"
+            );
+        }
+
+        // Certificates without a rediss:// URL would do nothing.
+        for (redis, names) in [
+            (("REDIS_URL", "redis://h:6379".to_string()), "REDIS_URL"),
+            (
+                ("REDIS_CLUSTER_NODES", "h:1,redis://h:2".to_string()),
+                "REDIS_CLUSTER_NODES",
+            ),
+        ] {
+            let e = with_owned(&[redis, ca("cert.pem")]).unwrap_err();
+            assert!(e.0.contains(names) && e.0.contains("REDIS_CA_CERT"), "{e}");
+        }
+        let e = with_owned(&[cert("cert.pem"), key("key.pem")]).unwrap_err();
+        assert!(
+            e.0.contains("embedded") && e.0.contains("REDIS_CLIENT_CERT"),
+            "{e}"
+        );
+        let cluster = (
+            "REDIS_CLUSTER_NODES",
+            "rediss://h:1,rediss://h:2".to_string(),
+        );
+        assert!(with_owned(&[cluster, ca("cert.pem")]).is_ok());
     }
 }

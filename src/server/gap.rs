@@ -15,7 +15,10 @@
 //! Only messages are caught up this way: an edit, a read mark or a typing
 //! notice published during the gap is not (a reload shows the first two).
 //! Sessions that ended during the gap (their `sessions.ended` event was
-//! missed too) are found by checking the session of every local socket.
+//! missed too) are found by checking the session of every local socket
+//! ([`ended_sessions`]); that check holds nothing back, and it is retried
+//! while Redis cannot answer it (on a cluster, a node may still be down
+//! when the subscription is back on another one).
 //!
 //! On a Redis Cluster room events do not come through this subscription
 //! (`shards.rs`), so only the sessions are checked.
@@ -56,8 +59,6 @@ pub struct CaughtUp {
     /// Per room: the missed messages, oldest first, and whether there were
     /// more than could be replayed.
     pub rooms: Vec<(String, Vec<ChatMessage>, bool)>,
-    /// Sessions of local sockets that no longer exist.
-    pub ended: Vec<SessionId>,
     /// The subscription this catch-up followed (its `at_ms`).
     pub subscribed_at: (u64, u64),
 }
@@ -65,12 +66,9 @@ pub struct CaughtUp {
 /// A catch-up to run: everything it needs, read off the hub's state.
 pub struct Plan {
     users: Vec<UserId>,
-    sessions: Vec<SessionId>,
     from: HashMap<String, (u64, u64)>,
     horizon: (u64, u64),
     subscribed_at: (u64, u64),
-    /// Whether messages are caught up (not on a cluster).
-    messages: bool,
 }
 
 impl Gaps {
@@ -108,14 +106,9 @@ impl Gaps {
     }
 
     /// The subscription is up since Redis time `at_ms`. The first time
-    /// there is nothing to catch up; after a loss, the plan of a catch-up.
-    pub fn subscribed(
-        &mut self,
-        at_ms: u64,
-        users: Vec<UserId>,
-        sessions: Vec<SessionId>,
-        messages: bool,
-    ) -> Option<Plan> {
+    /// there is nothing to catch up; after a loss, the plan of a catch-up
+    /// of the messages `users` missed.
+    pub fn subscribed(&mut self, at_ms: u64, users: Vec<UserId>) -> Option<Plan> {
         // A message in the same millisecond as the clock reading may have
         // come just before the subscription: count the whole millisecond.
         let at = (at_ms, u64::MAX);
@@ -125,11 +118,9 @@ impl Gaps {
         };
         Some(Plan {
             users,
-            sessions,
             from: self.last.clone(),
             horizon,
             subscribed_at: at,
-            messages,
         })
     }
 
@@ -153,27 +144,36 @@ impl Gaps {
     }
 }
 
-impl Plan {
-    /// Reads what the local users missed, and which sessions ended.
-    pub async fn run(self, store: Store) -> Result<CaughtUp, redis::RedisError> {
-        let con = store.con();
-        let mut ended = Vec::new();
-        for chunk in self.sessions.chunks(ROOMS_PER_BATCH * 5) {
-            let ops = chunk
+/// The sessions among `sessions` that no longer exist.
+pub async fn ended_sessions(
+    store: &Store,
+    sessions: &[SessionId],
+) -> Result<Vec<SessionId>, redis::RedisError> {
+    let con = store.con();
+    let mut ended = Vec::new();
+    for chunk in sessions.chunks(ROOMS_PER_BATCH * 5) {
+        let ops = chunk
+            .iter()
+            .map(|s| redis::Cmd::exists(s.key()).into())
+            .collect();
+        let alive: Vec<bool> = from_values(con.batch(ops).await?)?;
+        ended.extend(
+            chunk
                 .iter()
-                .map(|s| redis::Cmd::exists(s.key()).into())
-                .collect();
-            let alive: Vec<bool> = from_values(con.batch(ops).await?)?;
-            ended.extend(
-                chunk
-                    .iter()
-                    .zip(alive)
-                    .filter(|(_, alive)| !alive)
-                    .map(|(s, _)| *s),
-            );
-        }
+                .zip(alive)
+                .filter(|(_, alive)| !alive)
+                .map(|(s, _)| *s),
+        );
+    }
+    Ok(ended)
+}
+
+impl Plan {
+    /// Reads what the local users missed.
+    pub async fn run(&self, store: &Store) -> Result<CaughtUp, redis::RedisError> {
+        let con = store.con();
         let mut rooms = Vec::new();
-        if self.messages && !self.users.is_empty() {
+        if !self.users.is_empty() {
             let mut wanted = BTreeSet::from([GENERAL_ROOM_ID.to_string()]);
             for chunk in self.users.chunks(ROOMS_PER_BATCH * 5) {
                 let ops: Vec<Op> = chunk
@@ -206,7 +206,6 @@ impl Plan {
         }
         Ok(CaughtUp {
             rooms,
-            ended,
             subscribed_at: self.subscribed_at,
         })
     }
@@ -219,10 +218,10 @@ mod tests {
     #[test]
     fn catch_up_starts_after_what_was_delivered() {
         let mut gaps = Gaps::default();
-        assert!(gaps.subscribed(1000, vec![1], vec![], true).is_none());
+        assert!(gaps.subscribed(1000, vec![1]).is_none());
         assert!(gaps.fresh("0", "1500-0"));
         assert!(!gaps.fresh("0", "1400-3"), "an older id is a copy");
-        let plan = gaps.subscribed(3000, vec![1], vec![], true).unwrap();
+        let plan = gaps.subscribed(3000, vec![1]).unwrap();
         // General from its last delivered message; any other room from the
         // whole millisecond of the first subscription on.
         assert_eq!(plan.from["0"], (1500, 0));
@@ -230,10 +229,9 @@ mod tests {
         assert_eq!(plan.subscribed_at, (3000, u64::MAX));
         gaps.caught_up(&CaughtUp {
             rooms: vec![],
-            ended: vec![],
             subscribed_at: plan.subscribed_at,
         });
-        let next = gaps.subscribed(5000, vec![1], vec![], true).unwrap();
+        let next = gaps.subscribed(5000, vec![1]).unwrap();
         assert!(next.from.is_empty());
         assert_eq!(next.horizon, (3000, u64::MAX));
     }
@@ -241,7 +239,7 @@ mod tests {
     #[test]
     fn forgetting_rooms_moves_the_horizon_up() {
         let mut gaps = Gaps::default();
-        gaps.subscribed(1, vec![], vec![], true);
+        gaps.subscribed(1, vec![]);
         gaps.fresh("old", "1000-0");
         gaps.fresh("new", &format!("{}-0", 1000 + FORGET_AFTER_MS + 5));
         gaps.forget_old();

@@ -36,7 +36,7 @@ mod events;
 use super::gap::{self, CaughtUp, Gaps};
 use super::outbox::Outbox;
 use super::presence::Presence;
-use super::redis_con;
+use super::redis_con::{self, Endpoints};
 use super::revocation::Ending;
 use super::session::SessionId;
 use super::shards::{Report, Shards};
@@ -78,6 +78,8 @@ enum Command {
     Shard(Report),
     /// A catch-up after a lost subscription finished (`None`: it failed).
     CaughtUp(Option<CaughtUp>),
+    /// Sessions of local sockets found gone after a lost subscription.
+    SessionsEnded(Vec<SessionId>),
 }
 
 struct Shared {
@@ -96,7 +98,7 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub task and its Redis subscriber. `urls` are the
+    /// Starts the hub task and its Redis subscriber. `endpoints` are the
     /// servers the subscriber may use: one Redis, or a cluster's nodes
     /// (`PUBLISH` reaches every node of a cluster, so any one will do; when
     /// it fails the subscriber moves on to the next).
@@ -105,14 +107,14 @@ impl Hub {
     /// `max_sockets_per_user` sockets on this instance: a newer one closes
     /// the oldest (4002).
     pub fn spawn(
-        urls: Vec<String>,
+        endpoints: Endpoints,
         store: Store,
         timeouts: redis_con::Timeouts,
         presence: Presence,
         max_sockets_per_user: usize,
     ) -> redis::RedisResult<Self> {
-        for url in &urls {
-            redis::Client::open(url.as_str())?;
+        for url in &endpoints.urls {
+            endpoints.tls.client(url)?;
         }
         let (commands, rx) = mpsc::unbounded_channel();
         let shards = store.sharded().then(|| {
@@ -125,7 +127,7 @@ impl Hub {
                     }
                 }
             });
-            Shards::spawn(store.clone(), urls.clone(), timeouts, reports)
+            Shards::spawn(store.clone(), endpoints.clone(), timeouts, reports)
         });
         let shared = Arc::new(Shared {
             shard_rooms: AtomicUsize::new(0),
@@ -135,7 +137,7 @@ impl Hub {
         });
         let (feed, feed_rx) = mpsc::channel(subscriber::FEED_QUEUE);
         tokio::spawn(subscriber::subscribe_forever(
-            urls,
+            endpoints,
             store.con(),
             feed,
             shared.subscribed.clone(),
@@ -288,6 +290,7 @@ impl Routing {
             }
             Command::Shard(report) => self.shard_report(report).await,
             Command::CaughtUp(done) => self.caught_up(done).await,
+            Command::SessionsEnded(ended) => self.sessions_ended(ended).await,
         }
     }
 

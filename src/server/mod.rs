@@ -19,6 +19,7 @@ pub mod limits;
 pub mod outbox;
 pub mod presence;
 pub mod redis_con;
+pub mod redis_tls;
 pub mod resume;
 pub mod revocation;
 pub mod session;
@@ -44,6 +45,7 @@ use embedded_redis::EmbeddedRedis;
 use hub::Hub;
 use leptos::config::LeptosOptions;
 use presence::Presence;
+use redis_con::Endpoints;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use store::Store;
 use tokio::sync::watch;
@@ -180,6 +182,8 @@ pub async fn open_private_room(
 pub enum StartError {
     Embedded(embedded_redis::EmbeddedError),
     Redis(String),
+    /// A TLS failure that retrying will not fix: what to fix, in full.
+    Tls(String),
     Bind(SocketAddr, std::io::Error),
 }
 
@@ -188,6 +192,7 @@ impl std::fmt::Display for StartError {
         match self {
             Self::Embedded(e) => e.fmt(f),
             Self::Redis(e) => write!(f, "cannot use Redis: {e}"),
+            Self::Tls(line) => f.write_str(line),
             Self::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
         }
     }
@@ -252,41 +257,51 @@ fn random_server_id() -> String {
 
 /// Starts a server with `config`.
 pub async fn start(config: Config) -> Result<RunningServer, StartError> {
-    let (urls, embedded) = match &config.redis {
+    redis_tls::install_crypto_provider();
+    let (endpoints, embedded) = match &config.redis {
         RedisSource::Embedded { data_dir, binary } => {
             let redis = EmbeddedRedis::start(data_dir, binary)
                 .await
                 .map_err(StartError::Embedded)?;
             tracing::info!(dir = %redis.dir().display(), "embedded redis-server started");
             (
-                redis_con::urls(&config.redis, Some(redis.url())),
+                Endpoints::new(&config.redis, Some(redis.url()), &config.redis_tls),
                 Some(redis),
             )
         }
-        other => (redis_con::urls(other, None), None),
+        other => (Endpoints::new(other, None, &config.redis_tls), None),
     };
-    let cluster = matches!(config.redis, RedisSource::Cluster(_));
+    if endpoints.urls.iter().any(|url| redis_tls::is_insecure(url)) {
+        tracing::warn!("#insecure: the Redis server's TLS certificate is not verified");
+    }
     let timeouts = redis_con::Timeouts {
         connect: Duration::from_secs(5),
         response: Duration::from_secs(5),
     };
     // Redis may come up after us (containers, a second instance started
     // beside the first): wait for it for a while, saying so, then give up.
+    // A TLS failure (an untrusted certificate, a refused client
+    // certificate) will not heal: it stops the start at once.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut delay = Duration::from_millis(100);
     let con = loop {
-        match redis_con::connect(cluster, &urls, timeouts).await {
+        match redis_con::connect(&endpoints, timeouts).await {
             Ok(con) => break con,
-            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+            Err(e) => {
+                if let Some(line) = endpoints.tls.explain(&e) {
+                    return Err(StartError::Tls(line));
+                }
+                if tokio::time::Instant::now() + delay >= deadline {
+                    return Err(StartError::Redis(e.to_string()));
+                }
                 tracing::warn!(error = %e, "waiting for Redis");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
-            Err(e) => return Err(StartError::Redis(e.to_string())),
         }
     };
-    if cluster {
-        tracing::info!(nodes = urls.len(), "using a Redis Cluster");
+    if endpoints.cluster {
+        tracing::info!(nodes = endpoints.urls.len(), "using a Redis Cluster");
     }
 
     let server_id: Arc<str> = random_server_id().into();
@@ -334,7 +349,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
 
     let presence = Presence::spawn(con.clone(), server_id.clone(), config.presence_ttl);
     let hub = Hub::spawn(
-        urls,
+        endpoints,
         store.clone(),
         timeouts,
         presence.clone(),

@@ -22,6 +22,7 @@
 //! cluster bus, so the hub's one `SUBSCRIBE` on any node sees every event.
 
 use super::config::RedisSource;
+use super::redis_tls::RedisTls;
 use redis::{
     aio::{ConnectionLike, ConnectionManager},
     cluster_async::ClusterConnection,
@@ -85,13 +86,40 @@ pub fn from_values<T: redis::FromRedisValue>(values: Vec<Value>) -> RedisResult<
     Ok(redis::from_redis_value(Value::Array(values))?)
 }
 
-/// Where a Redis source is, as connection URLs (one, or the cluster's seed
-/// nodes).
-pub fn urls(source: &RedisSource, embedded_url: Option<&str>) -> Vec<String> {
-    match source {
-        RedisSource::Url(url) => vec![url.clone()],
-        RedisSource::Cluster(nodes) => nodes.clone(),
-        RedisSource::Embedded { .. } => embedded_url.map(str::to_string).into_iter().collect(),
+/// Where Redis is: its URLs (one, or a cluster's seed nodes) and the TLS
+/// certificates for `rediss://` ones. Every connection of the server and
+/// the command line is made from it.
+#[derive(Clone, Debug)]
+pub struct Endpoints {
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub tls: RedisTls,
+}
+
+impl Endpoints {
+    /// The endpoints of a configured source (`embedded_url`: where the
+    /// embedded redis-server listens, when it is the source).
+    pub fn new(source: &RedisSource, embedded_url: Option<&str>, tls: &RedisTls) -> Self {
+        let urls = match source {
+            RedisSource::Url(url) => vec![url.clone()],
+            RedisSource::Cluster(nodes) => nodes.clone(),
+            RedisSource::Embedded { .. } => embedded_url.map(str::to_string).into_iter().collect(),
+        };
+        Self {
+            urls,
+            cluster: matches!(source, RedisSource::Cluster(_)),
+            tls: tls.clone(),
+        }
+    }
+
+    /// A cluster client builder with the shared settings.
+    fn cluster_builder(&self, t: Timeouts) -> redis::cluster::ClusterClientBuilder {
+        self.tls
+            .cluster(&self.urls)
+            .connection_timeout(t.connect)
+            .response_timeout(t.response)
+            .retries(3)
+            .max_retry_wait(1000)
     }
 }
 
@@ -103,18 +131,24 @@ pub struct Timeouts {
 }
 
 /// Connects once (no waiting for Redis to come up: callers retry).
-pub async fn connect(cluster: bool, urls: &[String], t: Timeouts) -> RedisResult<RedisCon> {
-    if cluster {
-        let client = redis::cluster::ClusterClient::builder(urls.to_vec())
-            .connection_timeout(t.connect)
-            .response_timeout(t.response)
-            .retries(3)
-            .max_retry_wait(1000)
-            .build()?;
+pub async fn connect(to: &Endpoints, t: Timeouts) -> RedisResult<RedisCon> {
+    if to.cluster {
+        let client = to.cluster_builder(t).build()?;
         Ok(RedisCon::Cluster(client.get_async_connection().await?))
     } else {
-        let url = urls.first().map(String::as_str).unwrap_or_default();
-        let client = redis::Client::open(url)?;
+        let url = to.urls.first().map(String::as_str).unwrap_or_default();
+        let client = to.tls.client(url)?;
+        // One plain attempt first: the manager retries a failed connect
+        // six times with backoff (about 8 s) before it reports, and a TLS
+        // failure that no retry heals should stop the start at once.
+        let probe = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(t.connect))
+            .set_response_timeout(Some(t.response));
+        drop(
+            client
+                .get_multiplexed_async_connection_with_config(&probe)
+                .await?,
+        );
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(t.connect))
             .set_response_timeout(Some(t.response))
@@ -129,15 +163,11 @@ pub async fn connect(cluster: bool, urls: &[String], t: Timeouts) -> RedisResult
 /// shard-channel message pushed to `pushes`. redis-rs subscribes again by
 /// itself after a reconnect, a failover or `MOVED`.
 pub async fn sharded_subscriber(
-    urls: &[String],
+    to: &Endpoints,
     t: Timeouts,
     pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
 ) -> RedisResult<ClusterConnection> {
-    redis::cluster::ClusterClient::builder(urls.to_vec())
-        .connection_timeout(t.connect)
-        .response_timeout(t.response)
-        .retries(3)
-        .max_retry_wait(1000)
+    to.cluster_builder(t)
         .use_protocol(redis::ProtocolVersion::RESP3)
         .push_sender(pushes)
         .build()?

@@ -25,7 +25,7 @@
 //!   that already came live (stream ids increase, and a subscription only
 //!   ever sees a suffix).
 
-use super::redis_con::{self, Timeouts};
+use super::redis_con::{self, Endpoints, Timeouts};
 use super::store::{keys, Store};
 use crate::protocol::{ChatMessage, UserId};
 use redis::{PushInfo, PushKind};
@@ -97,12 +97,12 @@ impl Shards {
     /// Starts the subscriber task; its reports arrive on `reports`.
     pub fn spawn(
         store: Store,
-        urls: Vec<String>,
+        endpoints: Endpoints,
         timeouts: Timeouts,
         reports: mpsc::UnboundedSender<Report>,
     ) -> Self {
         let (requests, rx) = mpsc::unbounded_channel();
-        tokio::spawn(subscriber(urls, timeouts, rx, reports.clone()));
+        tokio::spawn(subscriber(endpoints, timeouts, rx, reports.clone()));
         Self {
             store,
             requests,
@@ -294,7 +294,7 @@ fn missed(first_live: Option<(u64, u64)>, messages: Vec<ChatMessage>) -> Vec<Cha
 
 /// The subscriber task: one cluster connection for every room channel.
 async fn subscriber(
-    urls: Vec<String>,
+    endpoints: Endpoints,
     timeouts: Timeouts,
     mut requests: mpsc::UnboundedReceiver<Request>,
     reports: mpsc::UnboundedSender<Report>,
@@ -342,7 +342,7 @@ async fn subscriber(
     });
     let mut delay = Duration::from_millis(100);
     let mut con = loop {
-        match redis_con::sharded_subscriber(&urls, timeouts, push_tx.clone()).await {
+        match redis_con::sharded_subscriber(&endpoints, timeouts, push_tx.clone()).await {
             Ok(con) => break con,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open the sharded pub/sub connection");

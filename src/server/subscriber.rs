@@ -15,7 +15,7 @@
 //! (`client-output-buffer-limit pubsub`, 32 MB by default) by closing the
 //! connection — a loss like any other, caught up from the streams.
 
-use super::redis_con::{self, RedisCon};
+use super::redis_con::{self, Endpoints, RedisCon};
 use super::revocation::CONTROL_CHANNEL;
 use super::store::CHANNEL;
 use futures::StreamExt;
@@ -54,19 +54,19 @@ async fn redis_time_ms(con: &RedisCon) -> Option<u64> {
 /// the next node after a loss: the configured ones, then every primary the
 /// cluster reports (refreshed after each full round).
 pub async fn subscribe_forever(
-    seeds: Vec<String>,
+    endpoints: Endpoints,
     con: RedisCon,
     feed: mpsc::Sender<Feed>,
     subscribed: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
-    let mut candidates = seeds.clone();
+    let mut candidates = endpoints.urls.clone();
     let mut next = 0usize;
     loop {
         if next >= candidates.len() {
             next = 0;
             if con.is_cluster() {
-                candidates = redis_con::subscriber_candidates(&seeds, &con).await;
+                candidates = redis_con::subscriber_candidates(&endpoints.urls, &con).await;
             }
         }
         let Some(url) = candidates.get(next) else {
@@ -74,7 +74,7 @@ pub async fn subscribe_forever(
             return;
         };
         next += 1;
-        let client = match redis::Client::open(url.as_str()) {
+        let client = match endpoints.tls.client(url) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "bad subscriber URL");

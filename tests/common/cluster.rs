@@ -6,6 +6,8 @@
 //! dies: `PR_SET_PDEATHSIG`).
 
 use super::eventually_within;
+use super::tls::ServerTls;
+use redis_chat::server::redis_tls::RedisTls;
 use std::{
     os::unix::process::CommandExt,
     path::PathBuf,
@@ -20,6 +22,7 @@ pub const CLUSTER_WAIT: Duration = Duration::from_secs(60);
 pub struct TestCluster {
     pub ports: Vec<u16>,
     nodes: Vec<Option<Child>>,
+    tls: Option<ServerTls>,
     pub dir: tempfile::TempDir,
 }
 
@@ -39,6 +42,15 @@ fn free_port_pair(taken: &[u16]) -> u16 {
 
 impl TestCluster {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A cluster that speaks only TLS, to clients and on its bus.
+    pub async fn start_tls(tls: ServerTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rc-cluster-")
             .tempdir_in("/tmp")
@@ -51,6 +63,7 @@ impl TestCluster {
         let mut cluster = Self {
             nodes: ports.iter().map(|_| None).collect(),
             ports,
+            tls,
             dir,
         };
         for i in 0..3 {
@@ -65,6 +78,7 @@ impl TestCluster {
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
         let out = tokio::process::Command::new("redis-cli")
+            .args(cluster.tls.iter().flat_map(|t| t.cli_args.iter()))
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
@@ -88,18 +102,41 @@ impl TestCluster {
     }
 
     fn spawn(&mut self, i: usize) {
-        self.nodes[i] = Some(spawn_redis(self.ports[i], &self.node_dir(i), true));
+        self.nodes[i] = Some(spawn_redis(
+            self.ports[i],
+            &self.node_dir(i),
+            true,
+            self.tls.as_ref(),
+        ));
     }
 
+    /// `redis://…`, or `rediss://…` for a TLS cluster.
     pub fn url(&self, i: usize) -> String {
-        format!("redis://127.0.0.1:{}", self.ports[i])
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.ports[i])
     }
 
-    /// `REDIS_CLUSTER_NODES` for this cluster.
+    /// What the harness's connections use: nothing, or for a TLS cluster
+    /// the CA and the client certificate.
+    pub fn client_tls(&self) -> RedisTls {
+        self.tls
+            .as_ref()
+            .map(|t| t.harness.clone())
+            .unwrap_or_default()
+    }
+
+    /// `REDIS_CLUSTER_NODES` for this cluster: `host:port`, or
+    /// `rediss://` URLs for a TLS cluster.
     pub fn nodes_setting(&self) -> String {
-        self.ports
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
+        (0..self.ports.len())
+            .map(|i| match self.tls {
+                Some(_) => self.url(i),
+                None => format!("127.0.0.1:{}", self.ports[i]),
+            })
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -109,14 +146,18 @@ impl TestCluster {
         &self,
         i: usize,
     ) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
-        redis::Client::open(self.url(i))?
+        self.client_tls()
+            .client(&self.url(i))?
             .get_multiplexed_async_connection()
             .await
     }
 
     /// A cluster-aware connection (follows MOVED).
     pub async fn con(&self) -> redis::cluster_async::ClusterConnection {
-        redis::cluster::ClusterClient::new((0..3).map(|i| self.url(i)).collect::<Vec<_>>())
+        let urls: Vec<String> = (0..3).map(|i| self.url(i)).collect();
+        self.client_tls()
+            .cluster(&urls)
+            .build()
             .unwrap()
             .get_async_connection()
             .await
@@ -124,7 +165,7 @@ impl TestCluster {
     }
 
     async fn wait_answers(&self, i: usize) {
-        wait_ping(self.url(i)).await;
+        wait_ping(self.url(i), &self.client_tls()).await;
     }
 
     /// Waits until every node says `cluster_state:ok` with all slots served.
@@ -272,14 +313,16 @@ impl TestCluster {
 }
 
 /// A `redis-server` on loopback port `port` with AOF in `dir`; with
-/// `cluster`, as a cluster node. Killed by the kernel with the test
+/// `cluster`, as a cluster node; with `tls`, speaking only TLS. Killed by the kernel with the test
 /// process (`PR_SET_PDEATHSIG`).
-fn spawn_redis(port: u16, dir: &std::path::Path, cluster: bool) -> Child {
+fn spawn_redis(port: u16, dir: &std::path::Path, cluster: bool, tls: Option<&ServerTls>) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     let mut cmd = Command::new("redis-server");
-    cmd.arg("--port")
-        .arg(port.to_string())
-        .args(["--bind", "127.0.0.1"])
+    match tls {
+        Some(tls) => cmd.args(tls.args(port, cluster)),
+        None => cmd.arg("--port").arg(port.to_string()),
+    };
+    cmd.args(["--bind", "127.0.0.1"])
         .args(["--appendonly", "yes"])
         .args(["--save", ""])
         .arg("--dir")
@@ -311,12 +354,12 @@ fn spawn_redis(port: u16, dir: &std::path::Path, cluster: bool) -> Child {
     cmd.spawn().expect("redis-server must be installed")
 }
 
-/// Waits until the Redis at `url` answers PING.
-async fn wait_ping(url: String) {
+/// Waits until the Redis at `url` answers PING (over TLS with `tls`).
+async fn wait_ping(url: String, tls: &RedisTls) {
     eventually_within(&format!("{url} answers PING"), CLUSTER_WAIT, || {
-        let url = url.clone();
+        let client = tls.client(&url);
         async move {
-            let Ok(client) = redis::Client::open(url) else {
+            let Ok(client) = client else {
                 return false;
             };
             match client.get_multiplexed_async_connection().await {
@@ -331,33 +374,59 @@ async fn wait_ping(url: String) {
     .await;
 }
 
-/// A single (non-cluster) Redis on a loopback TCP port, as the source of a
-/// `redis-cli --cluster import`.
+/// A single (non-cluster) Redis on a loopback TCP port: the source of a
+/// `redis-cli --cluster import`, or a TLS server.
 pub struct PlainRedis {
     pub port: u16,
+    tls: Option<ServerTls>,
     child: Child,
     _dir: tempfile::TempDir,
 }
 
 impl PlainRedis {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// A Redis that speaks only TLS.
+    pub async fn start_tls(tls: ServerTls) -> Self {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<ServerTls>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("rc-plain-")
             .tempdir_in("/tmp")
             .unwrap();
         let port = free_port_pair(&[]);
-        let child = spawn_redis(port, dir.path(), false);
+        let child = spawn_redis(port, dir.path(), false, tls.as_ref());
         let redis = Self {
             port,
+            tls,
             child,
             _dir: dir,
         };
-        wait_ping(redis.url()).await;
+        wait_ping(redis.url(), &redis.client_tls()).await;
         redis
     }
 
+    /// What the harness's connections use: nothing, or for a TLS server
+    /// the CA and the client certificate.
+    pub fn client_tls(&self) -> RedisTls {
+        self.tls
+            .as_ref()
+            .map(|t| t.harness.clone())
+            .unwrap_or_default()
+    }
+
+    /// `redis://…`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 }
 

@@ -3,9 +3,11 @@
 //! HTTP + WebSocket client that speaks the public protocol.
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod cluster;
 pub mod process;
 pub mod raw;
+pub mod tls;
 
 use futures::{SinkExt, StreamExt};
 use redis_chat::protocol::{ServerFrame, User};

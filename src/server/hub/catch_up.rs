@@ -5,36 +5,49 @@
 use super::events::room_targets;
 use super::{About, Command, Held, Routing};
 use crate::protocol::{ServerFrame, UserId};
-use crate::server::gap::CaughtUp;
+use crate::server::gap::{self, CaughtUp};
 use crate::server::revocation::Ending;
 use crate::server::session::SessionId;
 use crate::server::wire;
 use crate::server::writers::{EndJob, Targets, ToWriter};
 use crate::server::ws::close;
 use std::sync::{atomic::AtomicUsize, Arc};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Pauses before each try of a catch-up: one that fails (Redis answers the
+/// subscription but not yet the reads) is tried again twice before every
+/// socket is asked to resume instead.
+const CATCH_UP_RETRIES: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+];
+
+/// How long the sessions of open sockets are checked again while Redis
+/// cannot answer (a cluster node that is down).
+const CHECK_SESSIONS_FOR: Duration = Duration::from_secs(300);
 
 impl Routing {
-    /// The subscription is up (again): after a loss, hold live events and
-    /// catch up.
+    /// The subscription is up (again): after a loss, check the sessions of
+    /// the local sockets and (on a single Redis) hold live events and catch
+    /// up the messages.
     pub(super) fn subscribed(&mut self, at_ms: u64) {
         if let Some(held) = &mut self.held {
             // Lost again during a catch-up: one more after this one.
             held.again_at = Some(at_ms);
+            self.check_sessions();
             return;
         }
         let users: Vec<UserId> = self.local.keys().copied().collect();
-        let sessions: Vec<SessionId> = self
-            .local
-            .values()
-            .flatten()
-            .map(|(_, session)| *session)
-            .collect();
-        let Some(plan) = self
-            .gaps
-            .subscribed(at_ms, users, sessions, !self.store.sharded())
-        else {
+        let Some(plan) = self.gaps.subscribed(at_ms, users) else {
             return;
         };
+        self.check_sessions();
+        if self.store.sharded() {
+            // Room events come from the shard channels (`shards.rs`).
+            return;
+        }
         tracing::info!("subscription back: catching up from the room streams");
         self.held = Some(Held {
             at_ms,
@@ -43,15 +56,85 @@ impl Routing {
         });
         let (store, commands) = (self.store.clone(), self.commands.clone());
         tokio::spawn(async move {
-            let done = match plan.run(store).await {
-                Ok(done) => Some(done),
-                Err(e) => {
-                    tracing::warn!(error = %e, "catch-up failed; every socket resumes");
-                    None
+            let mut done = None;
+            for (attempt, pause) in CATCH_UP_RETRIES.iter().enumerate() {
+                tokio::time::sleep(*pause).await;
+                match plan.run(&store).await {
+                    Ok(caught) => {
+                        done = Some(caught);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, attempt, "catch-up failed"),
                 }
-            };
+            }
+            if done.is_none() {
+                tracing::warn!("catch-up given up; every socket resumes");
+            }
             let _ = commands.send(Command::CaughtUp(done));
         });
+    }
+
+    /// Looks (in the background, retrying while Redis cannot say) for the
+    /// sessions of local sockets that ended while the subscription was
+    /// down; their sockets close with 4001 ([`Command::SessionsEnded`]).
+    fn check_sessions(&self) {
+        let sessions: Vec<SessionId> = self
+            .local
+            .values()
+            .flatten()
+            .map(|(_, session)| *session)
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        let (store, commands) = (self.store.clone(), self.commands.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut pause = Duration::from_millis(250);
+            loop {
+                match gap::ended_sessions(&store, &sessions).await {
+                    Ok(ended) => {
+                        let _ = commands.send(Command::SessionsEnded(ended));
+                        return;
+                    }
+                    Err(e) if started.elapsed() < CHECK_SESSIONS_FOR && !commands.is_closed() => {
+                        tracing::debug!(error = %e, "sessions not checked yet");
+                    }
+                    Err(e) => {
+                        // Each socket still looks at its session when it
+                        // would expire (`socket_session.rs`).
+                        tracing::warn!(error = %e, "sessions of open sockets not checked");
+                        return;
+                    }
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    /// Ends the local sockets of sessions found gone after a loss.
+    pub(super) async fn sessions_ended(&mut self, ended: Vec<SessionId>) {
+        if !ended.is_empty() {
+            tracing::info!(sessions = ended.len(), "sessions ended during the loss");
+        }
+        for session in &ended {
+            for (user, sockets) in &self.local {
+                if sockets.iter().any(|(_, s)| s == session) {
+                    let job = Arc::new(EndJob {
+                        ending: Ending {
+                            user: *user,
+                            sessions: vec![*session],
+                            all: false,
+                            keep: None,
+                        },
+                        writers_left: AtomicUsize::new(self.writers.len()),
+                        ack: None,
+                    });
+                    self.to_all_writers(|| ToWriter::End(job.clone())).await;
+                }
+            }
+        }
     }
 
     /// Delivers what a catch-up found, then the live events held meanwhile
@@ -80,12 +163,7 @@ impl Routing {
             }
         }
         let missed: usize = done.rooms.iter().map(|(_, m, _)| m.len()).sum();
-        tracing::info!(
-            rooms = done.rooms.len(),
-            messages = missed,
-            ended_sessions = done.ended.len(),
-            "caught up"
-        );
+        tracing::info!(rooms = done.rooms.len(), messages = missed, "caught up");
         if !batch.is_empty() {
             let batch = Arc::new(batch);
             self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
@@ -97,23 +175,6 @@ impl Routing {
             if *truncated {
                 self.close_members(room, close::SERVICE_RESTART, "missed messages; resume")
                     .await;
-            }
-        }
-        for session in &done.ended {
-            for (user, sockets) in &self.local {
-                if sockets.iter().any(|(_, s)| s == session) {
-                    let job = Arc::new(EndJob {
-                        ending: Ending {
-                            user: *user,
-                            sessions: vec![*session],
-                            all: false,
-                            keep: None,
-                        },
-                        writers_left: AtomicUsize::new(self.writers.len()),
-                        ack: None,
-                    });
-                    self.to_all_writers(|| ToWriter::End(job.clone())).await;
-                }
             }
         }
         // What was held follows, without what the catch-up delivered (and
