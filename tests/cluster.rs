@@ -654,3 +654,54 @@ async fn a_single_redis_moves_to_a_cluster_with_redis_cli_import() {
     bs.wait_message("after the move").await;
     one.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_block_on_a_cluster_refuses_sends_and_opens_until_unblocked() {
+    // The room's blocked set is in the room's slot (read by its scripts),
+    // the blocker's list and the users' room sets in slots of their own.
+    let cluster = TestCluster::start().await;
+    let one = serve(cluster_config(&cluster)).await;
+    let two = serve(cluster_config(&cluster)).await;
+    let mut a = Client::new(&one);
+    let alice = a.register("alice").await;
+    let mut b = Client::new(&two);
+    let bob = b.register("bob").await;
+    subscribed(&a).await;
+    subscribed(&b).await;
+    let room = open_private(&mut a, &bob).await.id;
+    let mut a_socket = a.socket().await;
+    let mut b_socket = b.socket().await;
+    shard_subscribed(&cluster, &room, 2).await;
+    b_socket.say(&room, "before", "b1").await;
+    a_socket.wait_message("before").await;
+
+    let r = a
+        .post("/api/block", &[("user_id", &bob.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        a.get("/api/blocked").await.body,
+        json!([{"id": bob.id, "username": "bob"}])
+    );
+    b_socket.say(&room, "after", "b2").await;
+    let e = b_socket.wait_error().await;
+    assert_eq!((e.code.as_str(), e.nonce.as_deref()), ("forbidden", Some("b2")));
+    let r = b
+        .post("/api/private_room", &[("user_id", &alice.id.to_string())])
+        .await;
+    assert_eq!(r.status, 403, "{:?}", r.body);
+    let r = b
+        .get(&format!("/api/messages?{}", query(&[("room_id", &room)])))
+        .await;
+    let page: MessagePage = serde_json::from_value(r.body).unwrap();
+    assert_eq!(page.messages.len(), 1, "nothing stored, history readable");
+
+    let r = a
+        .post("/api/unblock", &[("user_id", &bob.id.to_string())])
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    b_socket.say(&room, "again", "b3").await;
+    a_socket.wait_message("again").await;
+    one.shutdown().await;
+    two.shutdown().await;
+}

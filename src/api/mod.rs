@@ -12,6 +12,8 @@ use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
 use serde::{Deserialize, Serialize};
 
+mod block;
+mod blocked;
 mod change_password;
 mod demo_accounts;
 mod login;
@@ -24,6 +26,8 @@ mod register;
 mod rooms;
 mod users;
 
+pub use block::*;
+pub use blocked::*;
 pub use change_password::*;
 pub use demo_accounts::*;
 pub use login::*;

@@ -58,11 +58,16 @@ pub struct Config {
     pub max_sockets_per_user: usize,
     /// Typing notices per user (all rooms, all sockets).
     pub typing_rate: super::limits::MessageRate,
+    /// New private rooms a user may open per window (reopening is free).
+    pub private_room_rate: super::limits::MessageRate,
 }
 
 /// `TYPING_RATE_LIMIT` unless set: clients send one notice every 3 s per
 /// room while typing, so this leaves room for several rooms at once.
 const DEFAULT_TYPING_RATE: &str = "20/10";
+/// `PRIVATE_ROOM_RATE_LIMIT` unless set: plenty for people, too few for a
+/// script that opens rooms with everyone in the directory.
+const DEFAULT_PRIVATE_ROOM_RATE: &str = "30/3600";
 
 /// A setting that could not be understood; the message names it.
 #[derive(Debug)]
@@ -101,6 +106,8 @@ impl Config {
             max_sockets_per_user: 20,
             typing_rate: super::limits::MessageRate::parse(DEFAULT_TYPING_RATE)
                 .expect("valid default"),
+            // Tests open many rooms; the limit's own tests set it.
+            private_room_rate: super::limits::MessageRate::UNLIMITED,
         }
     }
 
@@ -234,6 +241,16 @@ impl Config {
             })?,
         };
 
+        let private_room_rate = match get("PRIVATE_ROOM_RATE_LIMIT") {
+            None => super::limits::MessageRate::parse(DEFAULT_PRIVATE_ROOM_RATE)
+                .expect("valid default"),
+            Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "PRIVATE_ROOM_RATE_LIMIT={v:?} must be COUNT/SECONDS (e.g. 30/3600) or 0"
+                ))
+            })?,
+        };
+
         let message_rate = match get("MSG_RATE_LIMIT") {
             None => super::limits::MessageRate::parse("30/10").expect("valid default"),
             Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
@@ -273,6 +290,7 @@ impl Config {
             history_max_age_days,
             max_sockets_per_user,
             typing_rate,
+            private_room_rate,
         })
     }
 }
@@ -355,6 +373,12 @@ mod tests {
         assert_eq!(c.bcrypt_cost, 12);
         assert_eq!(c.nonce_ttl.as_secs(), 86_400);
         assert_eq!(c.history_cache_bytes, 32 << 20);
+        assert_eq!(
+            (c.private_room_rate.count, c.private_room_rate.window_ms),
+            (30, 3_600_000)
+        );
+        let off = with(&[("PRIVATE_ROOM_RATE_LIMIT", "0")]).unwrap();
+        assert_eq!(off.private_room_rate.count, 0);
         let c = with(&[("NONCE_TTL_SECS", "3600"), ("HISTORY_CACHE_MB", "0")]).unwrap();
         assert_eq!((c.nonce_ttl.as_secs(), c.history_cache_bytes), (3600, 0));
     }
@@ -438,6 +462,7 @@ mod tests {
             ("HISTORY_CACHE_MB", "lots"),
             ("MAX_SOCKETS_PER_USER", "0"),
             ("TYPING_RATE_LIMIT", "fast"),
+            ("PRIVATE_ROOM_RATE_LIMIT", "many"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

@@ -6,6 +6,7 @@
 //! history, demo data), spawns the pub/sub hub and presence, and serves
 //! the axum router until [`RunningServer::shutdown`].
 
+pub mod blocks;
 pub mod close_payload;
 pub mod config;
 pub mod context;
@@ -18,6 +19,7 @@ pub mod hub;
 pub mod limits;
 pub mod outbox;
 pub mod presence;
+pub mod private_room;
 pub mod redis_con;
 pub mod redis_tls;
 pub mod resume;
@@ -39,12 +41,13 @@ mod fuzz_tests;
 mod wire_props;
 
 use crate::api::ApiError;
-use crate::protocol::{RoomSummary, ServerFrame, User, UserId};
+use crate::protocol::{RoomSummary, User, UserId};
 use config::{Config, RedisSource};
 use embedded_redis::EmbeddedRedis;
 use hub::Hub;
 use leptos::config::LeptosOptions;
 use presence::Presence;
+pub use private_room::open_private_room;
 use redis_con::Endpoints;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 use store::Store;
@@ -115,66 +118,6 @@ impl AppState {
     ) -> Result<RoomSummary, ApiError> {
         open_private_room(&self.store, &self.presence, user, other).await
     }
-}
-
-/// [`AppState::open_private_room`] without a server: also used by the
-/// command line (`redis-chat send --to`), whose announcement reaches the
-/// sockets of every running instance through the pub/sub channel.
-pub async fn open_private_room(
-    store: &Store,
-    presence: &Presence,
-    user: &User,
-    other: UserId,
-) -> Result<RoomSummary, ApiError> {
-    if other == user.id {
-        return Err(ApiError::bad_request(
-            "You cannot open a room with yourself.",
-        ));
-    }
-    let Some(other_name) = store.username_of(other).await? else {
-        return Err(ApiError::new(
-            crate::protocol::codes::NOT_FOUND,
-            "No such user.",
-        ));
-    };
-    let other_user = User {
-        id: other,
-        username: other_name,
-    };
-    let (room, new_for_a, new_for_b) = store.create_private_room(user.id, other).await?;
-    let online = presence.online_flags(&[user.id, other]).await?;
-    // The room as `me` sees it: with `them` as its name, and `me`'s unread
-    // count and read marks.
-    let summary_for = async |me: &User, them: &User, them_online: bool| {
-        let mut summary = store.room_line(me.id, &room, Some(them.id)).await?;
-        summary.name = them.username.clone();
-        summary.online = Some(them_online);
-        Ok::<_, ApiError>(summary)
-    };
-    let (a, b) = if user.id < other {
-        (user, &other_user)
-    } else {
-        (&other_user, user)
-    };
-    let (a_online, b_online) = if user.id < other {
-        (online[0], online[1])
-    } else {
-        (online[1], online[0])
-    };
-    for (new, me, them, them_online) in [(new_for_a, a, b, b_online), (new_for_b, b, a, a_online)] {
-        if new {
-            let summary = summary_for(me, them, them_online).await?;
-            store
-                .publish(ServerFrame::ShowRoom(summary), vec![me.id])
-                .await?;
-        }
-    }
-    summary_for(
-        user,
-        &other_user,
-        if user.id < other { b_online } else { a_online },
-    )
-    .await
 }
 
 /// Why the server could not start. `Display` is one line for the operator.
@@ -312,6 +255,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         server_id.clone(),
     );
     store.message_rate = config.message_rate;
+    store.private_room_rate = config.private_room_rate;
     store.history_max_per_room = config.history_max_per_room;
     store.nonce_ttl_secs = config.nonce_ttl.as_secs();
     store.history_max_age_ms = config.history_max_age_days * 86_400_000;

@@ -260,6 +260,9 @@ pub struct Store {
     bcrypt_cost: u32,
     pub max_message_chars: usize,
     pub message_rate: super::limits::MessageRate,
+    /// `PRIVATE_ROOM_RATE_LIMIT`: new private rooms a user may open per
+    /// window (the command line's operator sends are not limited).
+    pub private_room_rate: super::limits::MessageRate,
     /// `HISTORY_MAX_PER_ROOM`: messages kept per room (0 = all).
     pub history_max_per_room: u64,
     /// `NONCE_TTL_SECS`: how long a nonce remembers its message, so that a
@@ -286,6 +289,7 @@ impl Store {
             bcrypt_cost,
             max_message_chars,
             message_rate: super::limits::MessageRate::UNLIMITED,
+            private_room_rate: super::limits::MessageRate::UNLIMITED,
             history_max_per_room: 0,
             nonce_ttl_secs: 24 * 3600,
             history_max_age_ms: 0,
@@ -322,7 +326,8 @@ impl Store {
         self.history_max_per_room > 0 || self.history_max_age_ms > 0
     }
 
-    fn publish_command(&self) -> &'static str {
+    /// `PUBLISH`, or `SPUBLISH` (to a room's shard channel) on a cluster.
+    pub fn publish_command(&self) -> &'static str {
         if self.sharded {
             "SPUBLISH"
         } else {
@@ -894,6 +899,7 @@ impl Store {
             .key(keys::room_edits(room))
             .key(keys::message_rate(room, user))
             .key(keys::room_generation(room))
+            .key(super::blocks::room_blocked(room))
             .arg(id)
             .arg(user)
             .arg(&text)
@@ -919,6 +925,10 @@ impl Store {
             [3] => Err(frame_error(
                 codes::FORBIDDEN,
                 "You can only change your own messages.".into(),
+            )),
+            [4] => Err(frame_error(
+                codes::FORBIDDEN,
+                "Messages in a blocked conversation cannot be edited.".into(),
             )),
             [2, ms] => Err(frame_error(
                 codes::RATE_LIMITED,
@@ -1017,6 +1027,7 @@ impl Store {
             .key(keys::room_stream(room))
             .key(keys::nonce(room, from, nonce))
             .key(keys::message_rate(room, from))
+            .key(super::blocks::room_blocked(room))
             .arg(from)
             .arg(&text)
             .arg(self.server_id.as_ref())
@@ -1046,6 +1057,14 @@ impl Store {
                     codes::RATE_LIMITED,
                     format!("You are sending too fast; wait {secs} s."),
                 ));
+            }
+            3 => {
+                let message = if id == "me" {
+                    super::blocks::blocked_by_me_message()
+                } else {
+                    super::blocks::blocked_by_them_message()
+                };
+                return Err(frame_error(codes::FORBIDDEN, message.into()));
             }
             _ => {}
         }

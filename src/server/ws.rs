@@ -464,14 +464,12 @@ async fn handle_frame(
                             user_id: user.id,
                             username: user.username.clone(),
                         };
-                        // Best effort: a lost typing notice is harmless.
+                        // Best effort: a lost typing notice is harmless. A
+                        // blocked private room drops it (in the same step).
                         if typing_limit::allowed(&state.store, user.id, state.config.typing_rate)
                             .await
                         {
-                            let _ = state
-                                .store
-                                .publish_room(&room.room_id, ServerFrame::Typing(typing))
-                                .await;
+                            let _ = super::blocks::publish_typing(&state.store, typing).await;
                         }
                         Ok(None)
                     }

@@ -1,12 +1,14 @@
 -- Edits or deletes a message of its own sender, and publishes the result.
 -- KEYS: room stream, room edits hash, sender's rate key, room generation
---       (bumped with every change: cached history pages compare it).
+--       (bumped with every change: cached history pages compare it), the
+--       room's blocked set (a blocked private room takes no edits; its
+--       messages can still be deleted).
 -- ARGV: message id, user id, new text, '1' to delete, channel, server id,
 --       room id, rate count (0 = none), rate window ms, publish command
 --       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster),
 --       '1' when rooms are trimmed (HISTORY_MAX_PER_ROOM or _AGE_DAYS).
 -- Returns {1, edited ms}, {0} not found / already deleted, {3} not the
--- sender's, {2, retry ms} rate limited.
+-- sender's, {2, retry ms} rate limited, {4} an edit in a blocked room.
 local entry = redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1])
 if #entry == 0 then return {0} end
 local fields = entry[1][2]
@@ -15,6 +17,7 @@ for i = 1, #fields, 2 do
   if fields[i] == 'from' then from = fields[i + 1] end
 end
 if from ~= ARGV[2] then return {3} end
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[5]) == 1 then return {4} end
 local prior = redis.call('HGET', KEYS[2], ARGV[1])
 if prior and string.find(prior, '"deleted":true', 1, true) then return {0} end
 if ARGV[8] ~= '0' then

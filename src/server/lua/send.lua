@@ -1,5 +1,6 @@
 -- Stores a message and publishes it, in one round trip.
--- KEYS: room stream, nonce key, sender's rate key.
+-- KEYS: room stream, nonce key, sender's rate key, the room's blocked set
+--       (members of a private room who blocked the other; absent elsewhere).
 -- ARGV: from, message, server id, room id, nonce ('' = none), nonce TTL s,
 --       channel, rate count (0 = none), rate window ms, publish command
 --       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster),
@@ -9,11 +10,18 @@
 --       XTRIM MINID, which removes only what just became too old).
 -- Returns {1, id} for a new message, {0, id} when the nonce was seen
 -- before (nothing is stored or published again), {2, retry ms} when the
--- sender's rate limit is reached.
+-- sender's rate limit is reached, {3, 'me'} when the sender blocked the
+-- other member and {3, ''} when the other member blocked the sender
+-- (nothing is stored or published; a resend of a message stored before
+-- the block still gets its original).
 local nonce = ARGV[5]
 if nonce ~= '' then
   local prior = redis.call('GET', KEYS[2])
   if prior then return {0, prior} end
+end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  if redis.call('SISMEMBER', KEYS[4], ARGV[1]) == 1 then return {3, 'me'} end
+  return {3, ''}
 end
 if ARGV[8] ~= '0' then
   local n = redis.call('INCR', KEYS[3])
