@@ -1,5 +1,5 @@
 //! The account page (`/account`): change the password, sign out
-//! everywhere. Both are server-function forms, so they also work without
+//! everywhere, unblock users. All are server-function forms, so they also work without
 //! JavaScript (the server redirects back here, or to `/login`).
 
 use super::FormError;
@@ -65,6 +65,10 @@ fn Account(user: User) -> impl IntoView {
                 <span>"or"</span>
             </div>
             <SignOutEverywhere />
+            <div class="divider">
+                <span>"and"</span>
+            </div>
+            <super::blocked_users::BlockedUsers />
         </div>
     }
 }

@@ -1,6 +1,7 @@
 //! Screens, one module per page.
 
 pub mod account;
+pub mod blocked_users;
 pub mod chat;
 pub mod login;
 pub mod not_found;

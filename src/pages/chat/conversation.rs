@@ -70,6 +70,7 @@ pub fn Conversation(chat: Chat) -> impl IntoView {
                     <h2 id="room-title">{title}</h2>
                     <span class="conv-subtitle">{subtitle}</span>
                 </div>
+                <super::block::BlockControl chat />
             </header>
             <div class="messages-wrap">
                 <div id="messages" class="messages" node_ref=chat.scroller on:scroll=on_scroll>

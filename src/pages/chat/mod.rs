@@ -5,9 +5,11 @@
 //! - [`rooms`]: the left pane (room list).
 //! - [`directory`]: the user search above the room list.
 //! - [`conversation`]: the right pane (history and composer).
+//! - [`block`]: blocking the other member of a private room.
 //! - [`text`]: safe rendering of message text.
 //! - [`notify`]: opt-in desktop notifications.
 
+mod block;
 mod conversation;
 mod directory;
 mod notify;
