@@ -207,7 +207,9 @@ async fn a_blocked_user_can_neither_open_nor_send_nor_type_and_unblock_restores(
     // Unblocking restores everything at once.
     assert_eq!(unblock(&mut a, &bob).await.status, 200);
     assert_eq!(open(&mut b, &alice).await.status, 200);
-    bs.send_json(json!({"type":"typing","data":{"roomId":room}}))
+    // (A new socket: each socket drops its own notices closer than 1.5 s.)
+    let mut bs2 = b.socket().await;
+    bs2.send_json(json!({"type":"typing","data":{"roomId":room}}))
         .await;
     let typing = as_
         .wait_for(|f| match f {
