@@ -8,7 +8,7 @@
 //! through the send path would take minutes.
 //!
 //! Scenarios (subcommands): `fanout`, `capacity`, `history`, `send`,
-//! `mixed`; helpers: `register` (create accounts, e.g. on a server with
+//! `mixed`, `rooms` (`loadgen/rooms.rs`: `/api/rooms` in thousands of rooms); helpers: `register` (create accounts, e.g. on a server with
 //! another `BCRYPT_COST`) and `render` (JSON lines → SVG chart).
 //!
 //! Every run prints one JSON line per measurement to stdout (and appends it
@@ -47,6 +47,8 @@ use tokio_tungstenite::{
     WebSocketStream,
 };
 
+mod rooms;
+
 type Ws = WebSocketStream<TcpStream>;
 type Sink = SplitSink<Ws, Message>;
 
@@ -79,6 +81,8 @@ enum Cmd {
     /// Server-side rendering: GET a page (default `/login`) over keep-alive
     /// connections, one request at a time each: latency p50/p99, pages/s.
     Ssr(SsrArgs),
+    /// `GET /api/rooms` of a user in thousands of private rooms (seeded in Redis).
+    Rooms(rooms::RoomsArgs),
     /// Register accounts `<prefix><i>` (e.g. on a server with another BCRYPT_COST).
     Register(RegisterArgs),
     /// Render fan-out results (JSON lines) as an SVG chart.
@@ -287,6 +291,7 @@ fn main() {
         Cmd::Send(a) => Some(a.common.clone()),
         Cmd::Mixed(a) => Some(a.fanout.common.clone()),
         Cmd::Ssr(a) => Some(a.common.clone()),
+        Cmd::Rooms(a) => Some(a.common.clone()),
         Cmd::Register(a) => Some(a.common.clone()),
         Cmd::Render(_) => None,
     };
@@ -323,6 +328,7 @@ fn main() {
                 fanout(&ctx, fan, Some(a)).await
             }
             Cmd::Ssr(a) => ssr(&ctx, a).await,
+            Cmd::Rooms(a) => rooms::rooms(&ctx, a).await,
             Cmd::Register(a) => register_cmd(&ctx, a).await,
             Cmd::Render(_) => Ok(()),
         }
