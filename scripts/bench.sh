@@ -12,6 +12,8 @@
 #   capacity idle authenticated sockets to 10,000 (RSS per socket, connects/s),
 #            one user per socket, then the same number of sockets of 100 users
 #   history  50-message pages from a 1,000,000-message room over 8 keep-alive connections
+#   rooms    GET /api/rooms of one user in 5,000 private rooms (one message each)
+#            over 4 keep-alive connections
 #   ssr      server-side rendering of /login: one request at a time (latency), then 8 at once (pages/s)
 #   send     100 senders, each in a private room (accepted msgs/s)
 #   mixed    1,000 clients at 20,000 deliveries/s while 20 logins/s run
@@ -31,7 +33,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-"fanout capacity history ssr send mixed"}
+ONLY=${ONLY:-"fanout capacity history rooms ssr send mixed"}
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
 SERVER_BIN=$TARGET_DIR/release/redis-chat
 LOADGEN_BIN=$TARGET_DIR/release/loadgen
@@ -152,6 +154,7 @@ if [[ $QUICK == 1 ]]; then
   F1000_CLIENTS=500; F1000_RATES=4,200; F1000_SAT_RATES=400
   CAP_SOCKETS=1000; CAP_STEP=500
   HIST_SEED=100000
+  ROOMS_SEED=1000
 else
   DUR=${DUR:-10}; WARM=${WARM:-2}
   F200_RATES=${F200_RATES:-10,25,50,100,250,500,750,1000,1500,2000,3000}
@@ -159,6 +162,7 @@ else
   F1000_SAT_RATES=${F1000_SAT_RATES:-20,50,100,200,300,400,600}
   CAP_SOCKETS=10000; CAP_STEP=1000
   HIST_SEED=1000000
+  ROOMS_SEED=${ROOMS_SEED:-5000}
 fi
 
 if wants fanout; then
@@ -192,6 +196,12 @@ if wants history; then
   fresh
   log "history: $HIST_SEED messages, 8 connections"
   lg history h --redis-url "$REDIS_URL" --seed "$HIST_SEED" --connections 8 --duration "$DUR" --warmup "$WARM" || log "history failed"
+fi
+
+if wants rooms; then
+  fresh
+  log "rooms: one user in $ROOMS_SEED private rooms, GET /api/rooms over 4 connections"
+  lg rooms rm --redis-url "$REDIS_URL" --rooms "$ROOMS_SEED" --connections 4 --duration "$DUR" --warmup "$WARM" || log "rooms failed"
 fi
 
 if wants ssr; then
@@ -245,6 +255,9 @@ for line in open(sys.argv[1]):
         print(f"capacity {v['open_at_end']}/{v['sockets']} open ({v['users']} users), {v['connects_per_s']:.0f} connects/s, {v['server_rss_kib_per_socket']} KiB/socket, {v['frames']['total']} frames")
     elif s == "history":
         print(f"history  {v['pages_per_s']:.0f} pages/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms")
+    elif s == "rooms":
+        print(f"rooms    {v['rooms']} rooms x{v['connections']}: {v['pages_per_s']:.1f} requests/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms, {v['avg_page_bytes']} B, "
+              f"server {(v['cpu']['server'] or {}).get('cpu_us_per_unit')} us, redis {(v['cpu'].get('redis') or {}).get('cpu_us_per_unit')} us per request")
     elif s == "ssr":
         print(f"ssr      {v['path']} x{v['connections']}: {v['pages_per_s']:.0f} pages/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms, {v['avg_page_bytes']} B")
     elif s == "send":

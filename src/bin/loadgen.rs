@@ -47,6 +47,9 @@ use tokio_tungstenite::{
     WebSocketStream,
 };
 
+// The `rooms` scenario lives beside this file (a crate root looks for
+// modules next to itself, not in a folder of its own name).
+#[path = "loadgen/rooms.rs"]
 mod rooms;
 
 type Ws = WebSocketStream<TcpStream>;
