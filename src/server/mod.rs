@@ -24,6 +24,7 @@ pub mod redis_con;
 pub mod redis_tls;
 pub mod resume;
 pub mod revocation;
+pub mod room_list;
 pub mod session;
 pub mod shards;
 pub mod socket_session;

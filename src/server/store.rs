@@ -41,7 +41,7 @@ use crate::api::ApiError;
 use crate::protocol::{
     codes, private_room_members, ChatMessage, DirectoryUser, Envelope, FrameError, MessagePage,
     RoomSummary, ServerFrame, User, UserId, DEFAULT_PAGE_SIZE, GENERAL_ROOM_ID, MAX_NONCE_LEN,
-    MAX_PAGE_SIZE, MAX_UNREAD_COUNT,
+    MAX_PAGE_SIZE,
 };
 use redis::{AsyncCommands, Script};
 use std::sync::{Arc, LazyLock};
@@ -129,9 +129,6 @@ static IMPORT_SCRIPT: LazyLock<Script> =
 
 /// Moves a read mark forward and announces it (see `lua/read.lua`).
 static READ_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/read.lua")));
-/// One room's line in the room list (see `lua/summary.lua`).
-static SUMMARY_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/summary.lua")));
 /// A range of messages with their edits (see `lua/page.lua`).
 static PAGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/page.lua")));
 /// Edits or deletes a message (see `lua/edit.lua`).
@@ -149,7 +146,7 @@ struct StoredEdit {
 }
 
 /// Applies a stored edit (JSON from the edits hash) to a message.
-fn apply_edit(message: &mut ChatMessage, edit: Option<&str>) {
+pub(super) fn apply_edit(message: &mut ChatMessage, edit: Option<&str>) {
     let Some(edit) = edit.and_then(|e| serde_json::from_str::<StoredEdit>(e).ok()) else {
         return;
     };
@@ -159,52 +156,6 @@ fn apply_edit(message: &mut ChatMessage, edit: Option<&str>) {
         message.message.clear();
     } else if let Some(text) = edit.message {
         message.message = text;
-    }
-}
-
-/// What `lua/summary.lua` returns: newest entry, unread count, own read
-/// mark, other member's read mark, edit of the newest entry.
-type RoomLine = (
-    Vec<RawEntry>,
-    u32,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// An invocation of `lua/summary.lua` for `user` in `room`.
-fn summary_invocation(
-    user: UserId,
-    room: &str,
-    other: Option<UserId>,
-) -> redis::ScriptInvocation<'static> {
-    let mut invocation = SUMMARY_SCRIPT.key(keys::room_stream(room));
-    invocation
-        .key(keys::room_read(room))
-        .key(keys::room_edits(room))
-        .arg(user)
-        .arg(other.map(|o| o.to_string()).unwrap_or_default())
-        .arg(MAX_UNREAD_COUNT);
-    invocation
-}
-
-/// A room summary from what `lua/summary.lua` returned (no name, no
-/// online flag).
-fn room_summary(id: String, other: Option<UserId>, line: RoomLine) -> RoomSummary {
-    let (newest, unread, last_read, peer_read, edit) = line;
-    let last_message = newest.into_iter().next().and_then(|e| {
-        let mut m = entry_to_message(&id, e)?;
-        apply_edit(&mut m, edit.as_deref());
-        Some(m)
-    });
-    RoomSummary {
-        id,
-        other_user_id: other,
-        last_message,
-        unread,
-        last_read,
-        peer_read,
-        ..Default::default()
     }
 }
 
@@ -585,56 +536,13 @@ impl Store {
     }
 
     /// The user's rooms with names, presence and last message, most recent
-    /// activity first. Three pipelined round trips whatever the room count.
+    /// activity first (see [`super::room_list`]).
     pub async fn rooms_of(
         &self,
         user: &User,
         presence: &super::presence::Presence,
     ) -> Result<Vec<RoomSummary>, ApiError> {
-        let ids = self.room_ids(user.id).await.map_err(unavailable)?;
-        // Every room is in its own slot: one batch (a pipeline on a single
-        // Redis) of a name lookup and a summary script per room.
-        let mut ops = Vec::with_capacity(ids.len() * 2);
-        let mut others = Vec::with_capacity(ids.len());
-        for id in &ids {
-            let other = private_room_members(id).map(|(a, b)| if a == user.id { b } else { a });
-            ops.push(Op::Cmd(match other {
-                Some(other) => redis::Cmd::hget(keys::user(other), "username"),
-                None => redis::Cmd::get(keys::room_name(id)),
-            }));
-            others.push(other);
-            ops.push(Op::Script(
-                &SUMMARY_SCRIPT,
-                summary_invocation(user.id, id, other),
-            ));
-        }
-        let replies = self.con.batch(ops).await.map_err(unavailable)?;
-        let online_ids: Vec<UserId> = others.iter().flatten().copied().collect();
-        let mut online = presence.online_flags(&online_ids).await?.into_iter();
-
-        let mut rooms = Vec::with_capacity(ids.len());
-        for ((id, other), pair) in ids.into_iter().zip(others).zip(replies.chunks(2)) {
-            let name: Option<String> = redis::from_redis_value_ref(&pair[0]).unwrap_or(None);
-            let line: RoomLine = redis::from_redis_value_ref(&pair[1]).unwrap_or_default();
-            let name = match (name, other) {
-                (Some(n), _) => n,
-                (None, None) if id == GENERAL_ROOM_ID => "General".to_string(),
-                (None, Some(o)) => format!("User #{o}"),
-                (None, None) => id.clone(),
-            };
-            rooms.push(RoomSummary {
-                online: other.map(|_| online.next().unwrap_or(false)),
-                name,
-                ..room_summary(id, other, line)
-            });
-        }
-        rooms.sort_by(|a, b| {
-            let key = |r: &RoomSummary| r.last_message.as_ref().map(|m| m.date_ms).unwrap_or(0);
-            key(b)
-                .cmp(&key(a))
-                .then_with(|| (a.id != GENERAL_ROOM_ID).cmp(&(b.id != GENERAL_ROOM_ID)))
-        });
-        Ok(rooms)
+        super::room_list::rooms_of(self, user, presence).await
     }
 
     /// Adds the private room of `a` and `b` to both users' room sets.
@@ -669,12 +577,7 @@ impl Store {
         room: &str,
         other: Option<UserId>,
     ) -> Result<RoomSummary, ApiError> {
-        let mut con = self.con();
-        let line: RoomLine = summary_invocation(user, room, other)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(room_summary(room.to_string(), other, line))
+        super::room_list::room_line(self, user, room, other).await
     }
 
     /// The last message of a room (as edited), if any.
@@ -1136,9 +1039,9 @@ impl Store {
 }
 
 /// A stream entry as XRANGE returns it: id and flat field/value list.
-type RawEntry = (String, Vec<String>);
+pub(super) type RawEntry = (String, Vec<String>);
 
-fn entry_to_message(room: &str, (id, fields): RawEntry) -> Option<ChatMessage> {
+pub(super) fn entry_to_message(room: &str, (id, fields): RawEntry) -> Option<ChatMessage> {
     let mut from = None;
     let mut message = None;
     for pair in fields.chunks(2) {
