@@ -18,9 +18,13 @@ for r = 0, #KEYS / kpr - 1 do
   local stream, read, edits = KEYS[r * kpr + 1], KEYS[r * kpr + 2], KEYS[r * kpr + 3]
   local other = ARGV[4 + r]
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-  local mine = redis.call('HGET', read, user)
-  local peer = false
-  if other ~= '' then peer = redis.call('HGET', read, other) end
+  local mine, peer
+  if other ~= '' then
+    local marks = redis.call('HMGET', read, user, other)
+    mine, peer = marks[1], marks[2]
+  else
+    mine, peer = redis.call('HGET', read, user), false
+  end
   local unread = 0
   -- Nothing after the mark (the usual case): no scan at all.
   local newest_id = newest[1] and newest[1][1]
