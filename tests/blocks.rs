@@ -46,7 +46,11 @@ async fn open(c: &mut Client, other: &User) -> Reply {
 
 /// Sends a marker in General and collects what else arrived before it, so
 /// a test can say "nothing of that kind came" without sleeping.
-async fn frames_until_marker(s: &mut Socket, sender: &mut Socket, marker: &str) -> Vec<ServerFrame> {
+async fn frames_until_marker(
+    s: &mut Socket,
+    sender: &mut Socket,
+    marker: &str,
+) -> Vec<ServerFrame> {
     sender.say("0", marker, marker).await;
     let mut seen = Vec::new();
     loop {
@@ -97,14 +101,20 @@ async fn block_unblock_and_blocked_have_the_documented_shapes_and_errors() {
     let r = a.post("/api/block", &[]).await;
     assert_eq!(r.status, 400, "missing user_id: {:?}", r.body);
     let r = block(&mut a, &alice).await;
-    assert_eq!((r.status, r.body["code"].clone()), (400, json!("bad_request")));
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (400, json!("bad_request"))
+    );
     assert!(r.body["message"].as_str().unwrap().contains("yourself"));
     let nobody = User {
         id: 999,
         username: "nobody".into(),
     };
     for r in [block(&mut a, &nobody).await, unblock(&mut a, &nobody).await] {
-        assert_eq!((r.status, r.body["code"].clone()), (404, json!("not_found")));
+        assert_eq!(
+            (r.status, r.body["code"].clone()),
+            (404, json!("not_found"))
+        );
     }
 
     // Cross-site posts are refused before anything happens.
@@ -112,7 +122,10 @@ async fn block_unblock_and_blocked_have_the_documented_shapes_and_errors() {
         .http
         .post(format!("{}/api/block", a.base))
         .header("origin", "https://evil.example")
-        .header("cookie", format!("rc_session={}", a.cookie.as_ref().unwrap()))
+        .header(
+            "cookie",
+            format!("rc_session={}", a.cookie.as_ref().unwrap()),
+        )
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("user_id={}", bob.id))
         .send()
@@ -166,7 +179,10 @@ async fn a_blocked_user_can_neither_open_nor_send_nor_type_and_unblock_restores(
 
     // Bob cannot open the room, and is not told more than that.
     let r = open(&mut b, &alice).await;
-    assert_eq!((r.status, r.body["code"].clone()), (403, json!("forbidden")));
+    assert_eq!(
+        (r.status, r.body["code"].clone()),
+        (403, json!("forbidden"))
+    );
     let refusal = r.body["message"].as_str().unwrap().to_lowercase();
     assert!(!refusal.contains("block"), "{refusal}");
     // Alice cannot either, and is told why.
@@ -177,7 +193,10 @@ async fn a_blocked_user_can_neither_open_nor_send_nor_type_and_unblock_restores(
     // Bob's message is refused for its nonce; nothing is stored or delivered.
     bs.say(&room, "let me in", "b2").await;
     let e = bs.wait_error().await;
-    assert_eq!((e.code.as_str(), e.nonce.as_deref()), ("forbidden", Some("b2")));
+    assert_eq!(
+        (e.code.as_str(), e.nonce.as_deref()),
+        ("forbidden", Some("b2"))
+    );
     // His typing is dropped, and his edits too.
     bs.send_json(json!({"type":"typing","data":{"roomId":room}}))
         .await;
@@ -190,7 +209,10 @@ async fn a_blocked_user_can_neither_open_nor_send_nor_type_and_unblock_restores(
     // Alice cannot send to him either until she unblocks, and is told so.
     as_.say(&room, "and stay out", "a1").await;
     let e = as_.wait_error().await;
-    assert_eq!((e.code.as_str(), e.nonce.as_deref()), ("forbidden", Some("a1")));
+    assert_eq!(
+        (e.code.as_str(), e.nonce.as_deref()),
+        ("forbidden", Some("a1"))
+    );
     assert!(e.message.contains("Unblock"), "{}", e.message);
     // History stays readable for both; only the old message is there.
     for c in [&mut a, &mut b] {
@@ -245,7 +267,10 @@ async fn a_block_on_one_instance_applies_to_a_socket_on_another_at_once() {
     assert_eq!(block(&mut a, &bob).await.status, 200);
     bs.say(&room, "second", "b2").await;
     let e = bs.wait_error().await;
-    assert_eq!((e.code.as_str(), e.nonce.as_deref()), ("forbidden", Some("b2")));
+    assert_eq!(
+        (e.code.as_str(), e.nonce.as_deref()),
+        ("forbidden", Some("b2"))
+    );
     assert_eq!(page(&mut a, &room, None, None).await.messages.len(), 1);
 
     assert_eq!(unblock(&mut a, &bob).await.status, 200);
@@ -259,7 +284,11 @@ async fn a_block_on_one_instance_applies_to_a_socket_on_another_at_once() {
 #[tokio::test]
 async fn new_private_rooms_are_limited_and_reopening_is_free() {
     let redis = TestRedis::start().await;
-    let server = serve(config_with(&redis, &[("PRIVATE_ROOM_RATE_LIMIT", "3/3600")])).await;
+    let server = serve(config_with(
+        &redis,
+        &[("PRIVATE_ROOM_RATE_LIMIT", "3/3600")],
+    ))
+    .await;
     let mut a = Client::new(&server);
     let alice = a.register("alice").await;
     let mut others = Vec::new();
@@ -274,7 +303,10 @@ async fn new_private_rooms_are_limited_and_reopening_is_free() {
     assert_eq!(r.status, 429, "{:?}", r.body);
     assert_eq!(r.body["code"], "rate_limited");
     assert!(
-        r.body["message"].as_str().unwrap().contains("new private rooms"),
+        r.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("new private rooms"),
         "{:?}",
         r.body
     );
@@ -300,7 +332,11 @@ async fn new_private_rooms_are_limited_and_reopening_is_free() {
 #[tokio::test]
 async fn parallel_opens_cannot_exceed_the_limit() {
     let redis = TestRedis::start().await;
-    let server = serve(config_with(&redis, &[("PRIVATE_ROOM_RATE_LIMIT", "3/3600")])).await;
+    let server = serve(config_with(
+        &redis,
+        &[("PRIVATE_ROOM_RATE_LIMIT", "3/3600")],
+    ))
+    .await;
     let mut a = Client::new(&server);
     a.register("alice").await;
     let mut others = Vec::new();
@@ -313,7 +349,10 @@ async fn parallel_opens_cannot_exceed_the_limit() {
     });
     let mut statuses = futures::future::join_all(opens).await;
     statuses.sort();
-    assert_eq!(statuses, [[200; 3].as_slice(), [429; 9].as_slice()].concat());
+    assert_eq!(
+        statuses,
+        [[200; 3].as_slice(), [429; 9].as_slice()].concat()
+    );
     assert_eq!(rooms(&mut a).await.len(), 4, "General and three rooms");
     server.shutdown().await;
     redis.stop().await;

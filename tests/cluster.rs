@@ -685,7 +685,10 @@ async fn a_block_on_a_cluster_refuses_sends_and_opens_until_unblocked() {
     );
     b_socket.say(&room, "after", "b2").await;
     let e = b_socket.wait_error().await;
-    assert_eq!((e.code.as_str(), e.nonce.as_deref()), ("forbidden", Some("b2")));
+    assert_eq!(
+        (e.code.as_str(), e.nonce.as_deref()),
+        ("forbidden", Some("b2"))
+    );
     let r = b
         .post("/api/private_room", &[("user_id", &alice.id.to_string())])
         .await;

@@ -148,7 +148,12 @@ pub async fn blocked_users(store: &Store, me: UserId) -> Result<Vec<User>, ApiEr
     let mut users: Vec<User> = ids
         .into_iter()
         .zip(names)
-        .filter_map(|(id, name)| Some(User { id, username: name? }))
+        .filter_map(|(id, name)| {
+            Some(User {
+                id,
+                username: name?,
+            })
+        })
         .collect();
     users.sort_by_cached_key(|u| (u.username.to_lowercase(), u.id));
     Ok(users)

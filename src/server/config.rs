@@ -242,8 +242,9 @@ impl Config {
         };
 
         let private_room_rate = match get("PRIVATE_ROOM_RATE_LIMIT") {
-            None => super::limits::MessageRate::parse(DEFAULT_PRIVATE_ROOM_RATE)
-                .expect("valid default"),
+            None => {
+                super::limits::MessageRate::parse(DEFAULT_PRIVATE_ROOM_RATE).expect("valid default")
+            }
             Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
                 ConfigError(format!(
                     "PRIVATE_ROOM_RATE_LIMIT={v:?} must be COUNT/SECONDS (e.g. 30/3600) or 0"

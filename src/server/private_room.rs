@@ -11,9 +11,7 @@ use super::blocks;
 use super::presence::Presence;
 use super::store::{keys, unavailable, Store};
 use crate::api::ApiError;
-use crate::protocol::{
-    codes, private_room_id, RoomSummary, ServerFrame, User, UserId,
-};
+use crate::protocol::{codes, private_room_id, RoomSummary, ServerFrame, User, UserId};
 use redis::Script;
 use std::sync::LazyLock;
 

@@ -84,7 +84,11 @@ fn invocation(
 
 /// A room summary from its line (the name as stored, if read; no online
 /// flag).
-fn room_summary(id: String, other: Option<UserId>, line: RoomLine) -> (RoomSummary, Option<String>) {
+fn room_summary(
+    id: String,
+    other: Option<UserId>,
+    line: RoomLine,
+) -> (RoomSummary, Option<String>) {
     let (newest, unread, last_read, peer_read, edit, name) = line;
     let last_message = newest.into_iter().next().and_then(|e| {
         let mut m = entry_to_message(&id, e)?;

@@ -10,9 +10,7 @@
 //! connections of that user request `/api/rooms` one at a time each:
 //! latency p50/p99, requests/s, response size, server CPU per request.
 
-use super::{
-    http_load, page_load_line, round3, sign_up_all, Common, Ctx, Res,
-};
+use super::{http_load, page_load_line, round3, sign_up_all, Common, Ctx, Res};
 use clap::Args;
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -63,20 +61,24 @@ async fn seed_rooms(url: &str, user: u64, count: u64, run: &str) -> Res<f64> {
         let mut pipe = redis::pipe();
         for partner in next..=end {
             let room = redis_chat::protocol::private_room_id(user, partner);
-            pipe.hset(keys::user(partner), "username", format!("lg{run}-p{partner}"))
-                .ignore()
-                .sadd(keys::user_rooms(partner), &room)
-                .ignore()
-                .sadd(keys::user_rooms(user), &room)
-                .ignore()
-                .cmd("XADD")
-                .arg(keys::room_stream(&room))
-                .arg("*")
-                .arg("from")
-                .arg(partner)
-                .arg("message")
-                .arg(format!("hello from partner {partner}"))
-                .ignore();
+            pipe.hset(
+                keys::user(partner),
+                "username",
+                format!("lg{run}-p{partner}"),
+            )
+            .ignore()
+            .sadd(keys::user_rooms(partner), &room)
+            .ignore()
+            .sadd(keys::user_rooms(user), &room)
+            .ignore()
+            .cmd("XADD")
+            .arg(keys::room_stream(&room))
+            .arg("*")
+            .arg("from")
+            .arg(partner)
+            .arg("message")
+            .arg(format!("hello from partner {partner}"))
+            .ignore();
         }
         pipe.query_async::<()>(&mut con)
             .await
