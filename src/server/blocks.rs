@@ -50,10 +50,6 @@ pub struct Between {
 }
 
 impl Between {
-    pub fn any(self) -> bool {
-        self.by_me || self.by_them
-    }
-
     /// Why the caller cannot open or write to the room, if they cannot.
     /// The blocked side is not told more than that it cannot.
     pub fn refusal(self) -> Option<ApiError> {
