@@ -6,6 +6,7 @@
 //! history, demo data), spawns the pub/sub hub and presence, and serves
 //! the axum router until [`RunningServer::shutdown`].
 
+pub mod client_addr;
 pub mod close_payload;
 pub mod config;
 pub mod context;
@@ -17,6 +18,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod outbox;
+pub mod passwords;
 pub mod presence;
 pub mod redis_con;
 pub mod redis_tls;
@@ -84,7 +86,8 @@ impl AppState {
         }
     }
 
-    /// Checks a sign-in attempt against the rate limits, then the password.
+    /// Checks a sign-in attempt against the rate limits (which count it
+    /// before any bcrypt work), then the password.
     pub async fn login(
         &self,
         username: &str,
@@ -92,18 +95,11 @@ impl AppState {
         ip: Option<std::net::IpAddr>,
     ) -> Result<User, ApiError> {
         let name = username.trim();
+        passwords::check_length(password)?;
         limits::check_login(&self.store, name, ip).await?;
-        match self.store.verify_login(name, password).await {
-            Ok(user) => {
-                limits::login_succeeded(&self.store, name).await?;
-                Ok(user)
-            }
-            Err(e) if e.code == crate::protocol::codes::UNAUTHORIZED => {
-                limits::login_failed(&self.store, name).await?;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let user = self.store.verify_login(name, password).await?;
+        limits::login_succeeded(&self.store, name, ip).await?;
+        Ok(user)
     }
 
     /// Opens the private room of `user` and `other` (idempotent), telling
@@ -315,6 +311,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     store.history_max_per_room = config.history_max_per_room;
     store.nonce_ttl_secs = config.nonce_ttl.as_secs();
     store.history_max_age_ms = config.history_max_age_days * 86_400_000;
+    // Made now, so that the first sign-in of an unknown name takes no
+    // longer than any other.
+    let hasher = store.hasher().clone();
+    tokio::spawn(async move { hasher.dummy_hash().await.map(|_| ()) });
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;
