@@ -70,7 +70,14 @@ fn account_keys(name: &str, ip: Option<IpAddr>) -> Option<[String; 4]> {
     if name.is_empty() || name.len() > MAX_NAME_BYTES {
         return None;
     }
-    let account = format!("ratelimit:login:{{{}}}", name.to_lowercase());
+    // Braces in the name would move the hash tag: escaped (and `%`, so
+    // that two names never share keys).
+    let tag = name
+        .to_lowercase()
+        .replace('%', "%25")
+        .replace('{', "%7B")
+        .replace('}', "%7D");
+    let account = format!("ratelimit:login:{{{tag}}}");
     let here = format!("{account}:addr:{}", address_label(ip));
     let wait = format!("{here}:wait");
     Some([
@@ -205,6 +212,30 @@ impl MessageRate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_accounts_keys_share_one_hash_tag() {
+        let ip = Some("2001:db8:1:2::9".parse().unwrap());
+        let keys = account_keys("Joe", ip).unwrap();
+        assert_eq!(keys[0], "ratelimit:login:{joe}:addr:2001:db8:1:2::/64");
+        assert_eq!(keys[1], "ratelimit:login:{joe}:addr:2001:db8:1:2::/64:wait");
+        assert_eq!(
+            keys[2..],
+            [
+                "ratelimit:login:{joe}:all",
+                "ratelimit:login:{joe}:all:wait"
+            ]
+        );
+        for odd in ["}", "a}b", "{x", "%7B"] {
+            let keys = account_keys(odd, None).unwrap();
+            let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_string();
+            assert!(keys.iter().all(|k| tag(k) == tag(&keys[0])), "{keys:?}");
+            assert_eq!(keys[0].matches(['{', '}']).count(), 2, "{keys:?}");
+        }
+        assert_ne!(account_keys("{", None), account_keys("%7B", None));
+        assert!(account_keys("", None).is_none());
+        assert!(account_keys(&"x".repeat(65), None).is_none());
+    }
 
     #[test]
     fn message_rates() {
