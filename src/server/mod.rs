@@ -328,6 +328,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         if config.demo_data && demo::ensure(&store).await? {
             tracing::info!("demo data created");
         }
+        if !config.demo_data && !config.addr.ip().to_canonical().is_loopback() {
+            // In the background: a bcrypt check per demo account.
+            let store = store.clone();
+            tokio::spawn(async move {
+                let open = demo::with_published_password(&store).await;
+                if !open.is_empty() {
+                    tracing::warn!(
+                        accounts = %open.join(", "),
+                        "demo accounts sign in with the published password on an address \
+                         reachable from elsewhere: change their passwords \
+                         (`redis-chat user passwd NAME`)"
+                    );
+                }
+            });
+        }
         Ok::<_, redis::RedisError>(())
     };
     startup
