@@ -92,6 +92,9 @@ export default defineConfig({
           // No message rate limit (default 30 per 10 s per user and room): the
           // history test sends 60 messages as fast as they are confirmed.
           MSG_RATE_LIMIT: '0',
+          // No registration limit (default 10 per hour per address): every
+          // test registers fresh users from 127.0.0.1.
+          REGISTER_RATE_LIMIT: '0',
         },
         url: `${DEFAULT_BASE_URL}/healthz`,
         reuseExistingServer: false,

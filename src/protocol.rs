@@ -20,6 +20,13 @@ pub const GENERAL_ROOM_ID: &str = "0";
 /// Longest accepted message, in characters after trimming (the server's
 /// default; `MAX_MESSAGE_CHARS` can change it).
 pub const DEFAULT_MAX_MESSAGE_CHARS: usize = 4000;
+/// Shortest accepted password, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest accepted password, in bytes of UTF-8: bcrypt ignores every
+/// byte after the 72nd, so a longer one would only seem stronger.
+pub const MAX_PASSWORD_BYTES: usize = 72;
+/// What the server answers (400) to a longer password, everywhere.
+pub const PASSWORD_TOO_LONG: &str = "Passwords are at most 72 bytes.";
 /// Longest accepted client nonce, in bytes.
 pub const MAX_NONCE_LEN: usize = 64;
 /// Largest accepted WebSocket frame from a client; bigger closes with 1009.

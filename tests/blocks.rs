@@ -18,6 +18,7 @@ fn config_with(redis: &TestRedis, settings: &[(&str, &str)]) -> Config {
         ("BCRYPT_COST".into(), "4".into()),
         ("DEMO_DATA".into(), "false".into()),
         ("MSG_RATE_LIMIT".into(), "0".into()),
+        ("REGISTER_RATE_LIMIT".into(), "0".into()),
     ];
     all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Config::from_lookup(|key| {

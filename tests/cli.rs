@@ -44,6 +44,11 @@ async fn user_add_validates_like_registration_and_users_lists_them() {
     cli.run_with_stdin(&["user", "add", "carol", "--password-stdin"], "short\n")
         .await
         .failed(4, "password");
+    // bcrypt would ignore every byte after the 72nd: refused, not cut.
+    let long = format!("{}\n", "x".repeat(73));
+    cli.run_with_stdin(&["user", "add", "carol", "--password-stdin"], &long)
+        .await
+        .failed(4, "at most 72 bytes");
     cli.run_with_stdin(&["user", "add", "carol", "--password-stdin"], "")
         .await
         .failed(4, "password");
@@ -123,6 +128,10 @@ async fn users_shows_who_is_online_and_passwd_ends_sessions() {
     cli.run_with_stdin(&["user", "passwd", "alice", "--password-stdin"], "short\n")
         .await
         .failed(4, "password");
+    let long = format!("{}\n", "é".repeat(37));
+    cli.run_with_stdin(&["user", "passwd", "alice", "--password-stdin"], &long)
+        .await
+        .failed(4, "at most 72 bytes");
     let out = cli
         .run_with_stdin(
             &["user", "passwd", "ALICE", "--password-stdin", "--json"],

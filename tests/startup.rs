@@ -232,3 +232,53 @@ async fn demo_accounts_need_a_loopback_address_or_demo_data_true() {
         assert_eq!(server.stop().await, Some(0), "{case}");
     }
 }
+
+/// Demo accounts made by an earlier start on a loopback address still have
+/// the published password when the server is later started on a public
+/// address: one warning names them.
+#[tokio::test]
+async fn leftover_demo_accounts_on_a_public_address_are_warned_about() {
+    let dir = tempfile::Builder::new()
+        .prefix("rc-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let env = |addr: &str| {
+        vec![
+            ("ADDR", addr.to_string()),
+            ("PORT", "0".into()),
+            (
+                "REDIS_DATA_DIR",
+                dir.path().join("redis").display().to_string(),
+            ),
+            ("BCRYPT_COST", "4".into()),
+        ]
+    };
+    let warned = |line: &str| line.contains("published password");
+    let local = common::process::ServerProcess::start(&env("127.0.0.1"), dir.path()).await;
+    assert!(!local.log.iter().any(|l| warned(l)), "{:#?}", local.log);
+    assert_eq!(local.stop().await, Some(0));
+
+    let mut public = common::process::ServerProcess::start(&env("0.0.0.0"), dir.path()).await;
+    let line = public.wait_line(warned).await;
+    assert!(line.contains("Pablo, Joe, Mary, Alex"), "{line}");
+    // Once one has a new password, it is no longer named.
+    assert_eq!(public.stop().await, Some(0));
+    let mut cli = common::process::command(
+        &["user", "passwd", "Joe", "--password-stdin"],
+        &env("127.0.0.1"),
+        dir.path(),
+    );
+    cli.stdin(std::process::Stdio::piped());
+    let mut child = cli.spawn().unwrap();
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"a-new-long-password\n").await.unwrap();
+    }
+    let out = child.wait_with_output().await.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut public = common::process::ServerProcess::start(&env("0.0.0.0"), dir.path()).await;
+    let line = public.wait_line(warned).await;
+    assert!(line.contains("Pablo, Mary, Alex"), "{line}");
+    assert_eq!(public.stop().await, Some(0));
+}

@@ -264,7 +264,7 @@ async fn dispatch(command: Command) -> Result<Output, CliError> {
             // Checked before asking for a password or touching Redis.
             let name = crate::server::store::validate_username(&args.name)?;
             let password = password::read(args.password_stdin).await?;
-            crate::server::store::validate_password(&password)?;
+            crate::server::passwords::validate_password(&password)?;
             with_ctx(async |ctx| user::add(ctx, &name, &password).await).await
         }
         Command::User(UserCommand::Passwd(args)) => {

@@ -4,13 +4,10 @@
 
 use super::FormError;
 use crate::api::{ChangePassword, LogoutAll};
-use crate::protocol::{codes, User};
+use crate::protocol::{codes, User, MIN_PASSWORD_CHARS};
 use leptos::html::{Form, Input};
 use leptos::prelude::*;
 use leptos_router::components::Redirect;
-
-/// The shortest password the server accepts.
-const MIN_PASSWORD_CHARS: usize = 8;
 
 /// The page: signed out, it sends the visitor to `/login`.
 #[component]
@@ -143,6 +140,7 @@ fn PasswordForm() -> impl IntoView {
                         on:input=move |ev| new_password.set(event_target_value(&ev))
                     />
                 </label>
+                <super::login::PasswordRules />
                 <label class="field">
                     <span>"Repeat the new password"</span>
                     <input

@@ -5,7 +5,7 @@
 
 use super::FormError;
 use crate::api::{demo_accounts, ApiError, Login, Register};
-use crate::protocol::User;
+use crate::protocol::{User, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 use leptos::html::Input;
 use leptos::prelude::*;
 
@@ -138,6 +138,7 @@ pub fn LoginPage() -> impl IntoView {
                             <span>"Password"</span>
                             <input name="password" type="password" autocomplete="new-password" />
                         </label>
+                        <PasswordRules />
                         <SignInError value=register.value() />
                         <button
                             id="register-submit"
@@ -153,6 +154,21 @@ pub fn LoginPage() -> impl IntoView {
         </main>
     }
     .into_any()
+}
+
+/// What a new password must be, under its field. No `maxlength`: it counts
+/// UTF-16 units, not bytes, and would silently cut a pasted password; a
+/// longer one gets the server's clear message instead.
+#[component]
+pub fn PasswordRules() -> impl IntoView {
+    view! {
+        <p class="hint">
+            {format!(
+                "At least {MIN_PASSWORD_CHARS} characters, at most {MAX_PASSWORD_BYTES} bytes \
+                 (a letter with an accent takes 2, an emoji 4)."
+            )}
+        </p>
+    }
 }
 
 /// The error of the last submission of a form, if it failed.

@@ -42,8 +42,10 @@ pub struct Config {
     pub presence_ttl: Duration,
     /// Messages per user and room per window.
     pub message_rate: super::limits::MessageRate,
-    /// Take the client address from `X-Forwarded-For` (behind a proxy).
-    pub trust_proxy: bool,
+    /// The proxies whose `X-Forwarded-For` entries are believed.
+    pub trust_proxy: super::client_addr::TrustProxy,
+    /// Registrations per client address (IPv6: per /64) per window.
+    pub register_rate: super::limits::MessageRate,
     /// Messages kept per room (about: `XADD … MAXLEN ~`); 0 keeps all.
     pub history_max_per_room: u64,
     /// Bytes of rendered history pages kept in memory (0 turns the cache off).
@@ -68,6 +70,10 @@ const DEFAULT_TYPING_RATE: &str = "20/10";
 /// `PRIVATE_ROOM_RATE_LIMIT` unless set: plenty for people, too few for a
 /// script that opens rooms with everyone in the directory.
 const DEFAULT_PRIVATE_ROOM_RATE: &str = "30/3600";
+
+/// `REGISTER_RATE_LIMIT` unless set: enough for a family behind one
+/// address, too few to fill a database with accounts.
+const DEFAULT_REGISTER_RATE: &str = "10/3600";
 
 /// A setting that could not be understood; the message names it.
 #[derive(Debug)]
@@ -98,7 +104,8 @@ impl Config {
             max_message_chars: crate::protocol::DEFAULT_MAX_MESSAGE_CHARS,
             presence_ttl: Duration::from_secs(30),
             message_rate: super::limits::MessageRate::UNLIMITED,
-            trust_proxy: false,
+            trust_proxy: super::client_addr::TrustProxy::None,
+            register_rate: super::limits::MessageRate::UNLIMITED,
             history_max_per_room: 0,
             history_cache_bytes: 32 << 20,
             nonce_ttl: Duration::from_secs(24 * 3600),
@@ -252,6 +259,17 @@ impl Config {
             })?,
         };
 
+        let register_rate = match get("REGISTER_RATE_LIMIT") {
+            None => {
+                super::limits::MessageRate::parse(DEFAULT_REGISTER_RATE).expect("valid default")
+            }
+            Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
+                ConfigError(format!(
+                    "REGISTER_RATE_LIMIT={v:?} must be COUNT/SECONDS (e.g. 10/3600) or 0"
+                ))
+            })?,
+        };
+
         let message_rate = match get("MSG_RATE_LIMIT") {
             None => super::limits::MessageRate::parse("30/10").expect("valid default"),
             Some(v) => super::limits::MessageRate::parse(&v).ok_or_else(|| {
@@ -282,7 +300,11 @@ impl Config {
             max_message_chars,
             presence_ttl: Duration::from_secs(presence_ttl_secs),
             message_rate,
-            trust_proxy: flag(&get, "TRUST_PROXY", false)?,
+            trust_proxy: get("TRUST_PROXY")
+                .map(|v| super::client_addr::TrustProxy::parse(&v))
+                .transpose()?
+                .unwrap_or_default(),
+            register_rate,
             history_max_per_room: parse(&get, "HISTORY_MAX_PER_ROOM", 0)?,
             history_cache_bytes: parse::<usize>(&get, "HISTORY_CACHE_MB", 32)?
                 .checked_mul(1 << 20)
@@ -464,6 +486,8 @@ mod tests {
             ("MAX_SOCKETS_PER_USER", "0"),
             ("TYPING_RATE_LIMIT", "fast"),
             ("PRIVATE_ROOM_RATE_LIMIT", "many"),
+            ("TRUST_PROXY", "maybe"),
+            ("REGISTER_RATE_LIMIT", "lots"),
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert!(e.0.contains(k), "{e}");

@@ -20,25 +20,18 @@ fn request_token() -> Option<String> {
     use_context::<Parts>().and_then(|parts| session::token_from_headers(&parts.headers))
 }
 
-/// The client's address: the peer, or with `TRUST_PROXY` the first
-/// `X-Forwarded-For` entry.
+/// The client's address: the peer, or who the trusted proxies in front of
+/// it say the client is (`TRUST_PROXY`, see [`super::client_addr`]).
+/// Every per-address limit takes it from here.
 pub fn client_ip(state: &AppState) -> Option<std::net::IpAddr> {
     let parts = use_context::<Parts>()?;
-    if state.config.trust_proxy {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if forwarded.is_some() {
-            return forwarded;
-        }
-    }
-    parts
+    let peer = parts
         .extensions
-        .get::<axum::extract::ConnectInfo<super::wire::Peer>>()
-        .map(|c| c.0.addr.ip())
+        .get::<axum::extract::ConnectInfo<super::wire::Peer>>()?
+        .0
+        .addr
+        .ip();
+    Some(state.config.trust_proxy.client(peer, &parts.headers))
 }
 
 /// The request's session token, if any.

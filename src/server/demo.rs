@@ -29,6 +29,20 @@ const GENERAL: [(usize, &str); 6] = [
     (2, "See you all there!"),
 ];
 
+/// The demo accounts that still sign in with the published password
+/// (created by an earlier start on a loopback address, or with
+/// `DEMO_DATA=true`): worth a warning when the server is reachable from
+/// elsewhere.
+pub async fn with_published_password(store: &Store) -> Vec<&'static str> {
+    let mut open = Vec::new();
+    for name in DEMO_USERS {
+        if store.verify_login(name, DEMO_PASSWORD).await.is_ok() {
+            open.push(name);
+        }
+    }
+    open
+}
+
 /// Creates the demo data unless it exists. Returns whether this call wrote it.
 pub async fn ensure(store: &Store) -> Result<bool, redis::RedisError> {
     let mut con = store.con();

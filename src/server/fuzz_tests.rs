@@ -85,7 +85,7 @@ proptest! {
         let _ = store::parse_limit(Some(&raw));
         let _ = store::parse_cursor(Some(&raw));
         let _ = store::validate_username(&raw);
-        let _ = store::validate_password(&raw);
+        let _ = super::passwords::validate_password(&raw);
     }
 
     #[test]

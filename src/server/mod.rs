@@ -7,6 +7,7 @@
 //! the axum router until [`RunningServer::shutdown`].
 
 pub mod blocks;
+pub mod client_addr;
 pub mod close_payload;
 pub mod config;
 pub mod context;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod outbox;
+pub mod passwords;
 pub mod presence;
 pub mod private_room;
 pub mod redis_con;
@@ -88,7 +90,8 @@ impl AppState {
         }
     }
 
-    /// Checks a sign-in attempt against the rate limits, then the password.
+    /// Checks a sign-in attempt against the rate limits (which count it
+    /// before any bcrypt work), then the password.
     pub async fn login(
         &self,
         username: &str,
@@ -96,18 +99,11 @@ impl AppState {
         ip: Option<std::net::IpAddr>,
     ) -> Result<User, ApiError> {
         let name = username.trim();
+        passwords::check_length(password)?;
         limits::check_login(&self.store, name, ip).await?;
-        match self.store.verify_login(name, password).await {
-            Ok(user) => {
-                limits::login_succeeded(&self.store, name).await?;
-                Ok(user)
-            }
-            Err(e) if e.code == crate::protocol::codes::UNAUTHORIZED => {
-                limits::login_failed(&self.store, name).await?;
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let user = self.store.verify_login(name, password).await?;
+        limits::login_succeeded(&self.store, name, ip).await?;
+        Ok(user)
     }
 
     /// Opens the private room of `user` and `other` (idempotent), telling
@@ -260,6 +256,10 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     store.history_max_per_room = config.history_max_per_room;
     store.nonce_ttl_secs = config.nonce_ttl.as_secs();
     store.history_max_age_ms = config.history_max_age_days * 86_400_000;
+    // Made now, so that the first sign-in of an unknown name takes no
+    // longer than any other.
+    let hasher = store.hasher().clone();
+    tokio::spawn(async move { hasher.dummy_hash().await.map(|_| ()) });
     let startup = async {
         store.backfill_users().await?;
         store.import_legacy_history().await?;
@@ -272,6 +272,21 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         }
         if config.demo_data && demo::ensure(&store).await? {
             tracing::info!("demo data created");
+        }
+        if !config.demo_data && !config.addr.ip().to_canonical().is_loopback() {
+            // In the background: a bcrypt check per demo account.
+            let store = store.clone();
+            tokio::spawn(async move {
+                let open = demo::with_published_password(&store).await;
+                if !open.is_empty() {
+                    tracing::warn!(
+                        accounts = %open.join(", "),
+                        "demo accounts sign in with the published password on an address \
+                         reachable from elsewhere: change their passwords \
+                         (`redis-chat user passwd NAME`)"
+                    );
+                }
+            });
         }
         Ok::<_, redis::RedisError>(())
     };

@@ -158,6 +158,26 @@ impl Client {
         self.finish(resp).await
     }
 
+    /// [`Client::post`] with extra request headers (e.g. `X-Forwarded-For`,
+    /// which may be given more than once).
+    pub async fn post_with_headers(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded(form));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = self.with_cookie(req).send().await.unwrap();
+        self.finish(resp).await
+    }
+
     pub async fn get(&mut self, path: &str) -> Reply {
         let req = self.http.get(format!("{}{path}", self.base));
         let resp = self.with_cookie(req).send().await.unwrap();

@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout};
+use tokio::sync::mpsc;
 
 /// `redis-chat ARGS` in `dir` with only `PATH` and `env` set; stdin closed,
 /// stdout and stderr piped; killed if dropped.
@@ -24,8 +25,12 @@ pub fn command(args: &[&str], env: &[(&str, String)], dir: &Path) -> tokio::proc
     cmd
 }
 
-async fn drain(mut lines: Lines<BufReader<ChildStdout>>) {
-    while let Ok(Some(_)) = lines.next_line().await {}
+/// Reads the rest of the log, so that a full pipe never blocks the
+/// server, and hands it to [`ServerProcess::wait_line`].
+async fn forward(mut lines: Lines<BufReader<ChildStdout>>, to: mpsc::UnboundedSender<String>) {
+    while let Ok(Some(line)) = lines.next_line().await {
+        let _ = to.send(line);
+    }
 }
 
 /// A running `redis-chat` server (the default command).
@@ -35,6 +40,7 @@ pub struct ServerProcess {
     pub url: String,
     /// What it printed before that (its log: stdout), one entry per line.
     pub log: Vec<String>,
+    later: mpsc::UnboundedReceiver<String>,
 }
 
 impl ServerProcess {
@@ -56,10 +62,33 @@ impl ServerProcess {
         })
         .await
         .expect("the server says where it listens");
-        // Later lines are read and dropped, so that a full pipe never
-        // blocks the server.
-        tokio::spawn(drain(stdout));
-        Self { child, url, log }
+        let (to, later) = mpsc::unbounded_channel();
+        tokio::spawn(forward(stdout, to));
+        Self {
+            child,
+            url,
+            log,
+            later,
+        }
+    }
+
+    /// The first log line, printed before listening or within 30 s after,
+    /// for which `wanted` holds.
+    pub async fn wait_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
+        if let Some(line) = self.log.iter().find(|l| wanted(l)) {
+            return line.clone();
+        }
+        tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let line = self.later.recv().await.expect("the server's log ended");
+                self.log.push(line.clone());
+                if wanted(&line) {
+                    return line;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no such log line in {:#?}", self.log))
     }
 
     /// The port it listens on.
