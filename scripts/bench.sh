@@ -4,7 +4,9 @@
 # Builds the release server and the load generator, starts a private
 # redis-server (unix socket in a temp dir, persistence off; never the
 # machine's 6379) and the server on a free loopback port with
-# BCRYPT_COST=4 MSG_RATE_LIMIT=0 (no per-user send limit) DEMO_DATA=false
+# BCRYPT_COST=4 MSG_RATE_LIMIT=0 (no per-user send limit) REGISTER_RATE_LIMIT=0
+# PRIVATE_ROOM_RATE_LIMIT=0 (the load generator registers and opens rooms from
+# one address) DEMO_DATA=false
 # RUST_LOG=warn, then runs:
 #
 #   fanout   200 and 1,000 clients in General, ramped rates until p99 > 50 ms or loss;
@@ -40,6 +42,10 @@ LOADGEN_BIN=$TARGET_DIR/release/loadgen
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
+FAILED=()
+# scenario_failed NAME: noted, the other scenarios still run, and the run
+# exits 1 at the end.
+scenario_failed() { log "$1 failed"; FAILED+=("$1"); }
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
   log "building release binaries (server, loadgen)"
@@ -105,7 +111,7 @@ PORT=""
 # start_server VAR_FOR_PID PORT BCRYPT_COST: a fresh server on our Redis.
 start_server() {
   local port=$2 cost=$3
-  PORT=$port BCRYPT_COST=$cost MSG_RATE_LIMIT=0 ADDR=127.0.0.1 REDIS_URL=$REDIS_URL DEMO_DATA=false \
+  PORT=$port BCRYPT_COST=$cost MSG_RATE_LIMIT=0 REGISTER_RATE_LIMIT=0 PRIVATE_ROOM_RATE_LIMIT=0 ADDR=127.0.0.1 REDIS_URL=$REDIS_URL DEMO_DATA=false \
     RUST_LOG=warn SITE_ROOT=target/site $SERVER_PIN "$SERVER_BIN" >>"$WORK/server-$port.log" 2>&1 &
   local pid=$!
   printf -v "$1" '%s' "$pid"
@@ -168,53 +174,53 @@ fi
 if wants fanout; then
   fresh
   log "fanout: 200 clients, rates $F200_RATES msgs/s"
-  lg fanout f2 --clients 200 --senders 10 --rates "$F200_RATES" --duration "$DUR" --warmup "$WARM" || log "fanout 200 failed"
+  lg fanout f2 --clients 200 --senders 10 --rates "$F200_RATES" --duration "$DUR" --warmup "$WARM" || scenario_failed "fanout 200"
   fresh
   log "fanout: $F1000_CLIENTS clients, rates $F1000_RATES msgs/s"
   # The goal asks for 20 s at 200,000 deliveries/s.
   lg fanout f1 --clients "$F1000_CLIENTS" --senders 10 --rates "$F1000_RATES" \
-    --duration "$([[ $QUICK == 1 ]] && echo "$DUR" || echo 20)" --warmup "$WARM" || log "fanout 1000 failed"
+    --duration "$([[ $QUICK == 1 ]] && echo "$DUR" || echo 20)" --warmup "$WARM" || scenario_failed "fanout 1000"
   # Past the latency limit: where does throughput stop following the offer?
   fresh
   log "fanout: $F1000_CLIENTS clients, saturation ramp $F1000_SAT_RATES msgs/s (stops on loss only)"
   lg fanout f1s --clients "$F1000_CLIENTS" --senders 10 --rates "$F1000_SAT_RATES" --duration "$DUR" --warmup "$WARM" \
-    --stop-p99-ms 1e9 --label saturation || log "fanout 1000 saturation failed"
+    --stop-p99-ms 1e9 --label saturation || scenario_failed "fanout 1000 saturation"
 fi
 
 if wants capacity; then
   fresh
   log "capacity: $CAP_SOCKETS idle sockets (one user each)"
-  lg capacity c --sockets "$CAP_SOCKETS" --step "$CAP_STEP" --hold 3 || log "capacity failed"
+  lg capacity c --sockets "$CAP_SOCKETS" --step "$CAP_STEP" --hold 3 || scenario_failed "capacity"
   # The same sockets from 100 users: presence announces 100 users instead of
   # 10,000, so this isolates the memory and connect cost of a socket.
   fresh
   log "capacity: $CAP_SOCKETS idle sockets of 100 users"
-  lg capacity c100 --sockets "$CAP_SOCKETS" --users 100 --step "$CAP_STEP" --hold 3 --label "100 users" || log "capacity (100 users) failed"
+  lg capacity c100 --sockets "$CAP_SOCKETS" --users 100 --step "$CAP_STEP" --hold 3 --label "100 users" || scenario_failed "capacity (100 users)"
 fi
 
 if wants history; then
   fresh
   log "history: $HIST_SEED messages, 8 connections"
-  lg history h --redis-url "$REDIS_URL" --seed "$HIST_SEED" --connections 8 --duration "$DUR" --warmup "$WARM" || log "history failed"
+  lg history h --redis-url "$REDIS_URL" --seed "$HIST_SEED" --connections 8 --duration "$DUR" --warmup "$WARM" || scenario_failed "history"
 fi
 
 if wants rooms; then
   fresh
   log "rooms: one user in $ROOMS_SEED private rooms, GET /api/rooms over 4 connections"
-  lg rooms rm --redis-url "$REDIS_URL" --rooms "$ROOMS_SEED" --connections 4 --duration "$DUR" --warmup "$WARM" || log "rooms failed"
+  lg rooms rm --redis-url "$REDIS_URL" --rooms "$ROOMS_SEED" --connections 4 --duration "$DUR" --warmup "$WARM" || scenario_failed "rooms"
 fi
 
 if wants ssr; then
   fresh
   log "ssr: GET /login, 1 then 8 connections"
-  lg ssr r1 --path /login --connections 1 --duration "$DUR" --warmup "$WARM" --label "1 connection" || log "ssr failed"
-  lg ssr r8 --path /login --connections 8 --duration "$DUR" --warmup "$WARM" --label "8 connections" || log "ssr failed"
+  lg ssr r1 --path /login --connections 1 --duration "$DUR" --warmup "$WARM" --label "1 connection" || scenario_failed "ssr"
+  lg ssr r8 --path /login --connections 8 --duration "$DUR" --warmup "$WARM" --label "8 connections" || scenario_failed "ssr"
 fi
 
 if wants send; then
   fresh
   log "send: 100 senders, private rooms, 4 in flight each"
-  lg send s --senders 100 --window 4 --duration "$DUR" --warmup "$WARM" || log "send failed"
+  lg send s --senders 100 --window 4 --duration "$DUR" --warmup "$WARM" || scenario_failed "send"
 fi
 
 if wants mixed; then
@@ -228,11 +234,11 @@ if wants mixed; then
   stop_pid "$SERVER12_PID"; SERVER12_PID=""
   log "mixed: $F1000_CLIENTS clients at 20 msgs/s while 20 logins/s run (bcrypt cost 12)"
   lg mixed m --clients "$F1000_CLIENTS" --senders 10 --rates 20 --duration "$DUR" --warmup "$WARM" \
-    --logins 20 --login-prefix "lg${TAG}m-login-" --login-users 20 --label "bcrypt cost 12" || log "mixed failed"
+    --logins 20 --login-prefix "lg${TAG}m-login-" --login-users 20 --label "bcrypt cost 12" || scenario_failed "mixed"
   fresh
   log "mixed: the same with login accounts of bcrypt cost 4 (the login path without bcrypt's weight)"
   lg mixed m4 --clients "$F1000_CLIENTS" --senders 10 --rates 20 --duration "$DUR" --warmup "$WARM" \
-    --logins 20 --login-users 20 --label "bcrypt cost 4" || log "mixed (cost 4) failed"
+    --logins 20 --login-users 20 --label "bcrypt cost 4" || scenario_failed "mixed (cost 4)"
 fi
 
 # The chart of BENCHMARKS.md comes from a full run; QUICK keeps its own.
@@ -264,3 +270,7 @@ for line in open(sys.argv[1]):
         print(f"send     {v['accepted_msgs_per_s']:.0f} msgs/s accepted, ack p99 {v['ack_latency_ms']['p99']} ms")
 EOF
 log "done: $OUT"
+if (( ${#FAILED[@]} > 0 )); then
+  log "FAILED: ${FAILED[*]}"
+  exit 1
+fi

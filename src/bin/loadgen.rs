@@ -844,11 +844,21 @@ struct Account {
 }
 
 /// Registers `name` (or signs in when it exists already, e.g. a re-run).
+/// A 503 (the server sheds bcrypt work past its queue) is retried, as a
+/// browser's user would, after a pause that grows.
 async fn sign_up(http: &mut HttpConn, name: &str) -> Res<Account> {
     let body = form_encode(&[("username", name), ("password", PASSWORD)]);
-    let mut r = http
-        .request("POST", "/api/register", None, Some(&body))
-        .await?;
+    let mut pause = Duration::from_millis(20);
+    let mut r = loop {
+        let r = http
+            .request("POST", "/api/register", None, Some(&body))
+            .await?;
+        if r.status != 503 || pause > Duration::from_secs(5) {
+            break r;
+        }
+        tokio::time::sleep(pause).await;
+        pause *= 2;
+    };
     if r.status == 409 {
         r = http
             .request("POST", "/api/login", None, Some(&body))

@@ -327,7 +327,16 @@ impl Store {
             return Err(taken());
         }
 
-        let hash = self.hasher.hash(password).await?;
+        let hash = match self.hasher.hash(password).await {
+            Ok(hash) => hash,
+            Err(e) => {
+                // Refused (the bcrypt queue is full: 503) or failed: the
+                // name is free again at once, for the retry the answer
+                // asks for, not taken for the claim's 60 s.
+                let _: Result<(), _> = con.del(&claim).await;
+                return Err(e);
+            }
+        };
         let id: UserId = con.incr(keys::TOTAL_USERS, 1).await.map_err(unavailable)?;
         // One MULTI on a single Redis. On a cluster these keys are in
         // different slots, so they are written one by one, in an order
