@@ -55,6 +55,7 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --features ssr --all-targets -- -D warnings
 	cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+	cargo clippy --features loadgen --bin loadgen -- -D warnings
 
 fmt:
 	cargo fmt --all

@@ -1661,17 +1661,21 @@ impl Rng {
     }
 }
 
-/// Fills General's stream to `target` messages; returns (messages, seconds).
-async fn seed_room(url: &str, target: u64, sender: u64) -> Res<(u64, f64, Vec<String>)> {
+/// A connection to `--redis-url` for seeding data. Big pipelines on a busy
+/// machine can take longer than the default response timeout (500 ms).
+async fn seeding_connection(url: &str) -> Res<redis::aio::MultiplexedConnection> {
     let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
-    // Big pipelines on a busy machine can take longer than the default
-    // response timeout (500 ms).
     let config =
         redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
-    let mut con = client
+    client
         .get_multiplexed_async_connection_with_config(&config)
         .await
-        .map_err(|e| format!("redis: {e}"))?;
+        .map_err(|e| format!("redis: {e}"))
+}
+
+/// Fills General's stream to `target` messages; returns (messages, seconds).
+async fn seed_room(url: &str, target: u64, sender: u64) -> Res<(u64, f64, Vec<String>)> {
+    let mut con = seeding_connection(url).await?;
     let key = redis_chat::server::store::keys::room_stream("0");
     let have: u64 = redis::cmd("XLEN")
         .arg(&key)

@@ -17,8 +17,7 @@
 //! a block is listed for as long as any part of it holds. Both are
 //! idempotent, so a retry after a failure half-way completes them.
 
-use super::redis_con::from_values;
-use super::store::{keys, unavailable, Store};
+use super::store::{unavailable, Store};
 use crate::api::ApiError;
 use crate::protocol::{codes, private_room_id, private_room_members, Envelope, ServerFrame};
 use crate::protocol::{Typing, User, UserId};
@@ -128,19 +127,7 @@ pub async fn blocked_users(store: &Store, me: UserId) -> Result<Vec<User>, ApiEr
     let ids: Vec<UserId> = redis::AsyncCommands::smembers(&mut con, user_blocked(me))
         .await
         .map_err(unavailable)?;
-    // Every user hash is in its own slot: a batch.
-    let names: Vec<Option<String>> = from_values(
-        store
-            .con()
-            .batch(
-                ids.iter()
-                    .map(|id| redis::Cmd::hget(keys::user(*id), "username").into())
-                    .collect(),
-            )
-            .await
-            .map_err(unavailable)?,
-    )
-    .map_err(unavailable)?;
+    let names = store.usernames(&ids).await?;
     let mut users: Vec<User> = ids
         .into_iter()
         .zip(names)
@@ -201,6 +188,7 @@ pub async fn publish_typing(store: &Store, typing: Typing) -> Result<bool, ApiEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::store::keys;
 
     #[test]
     fn keys_of_a_room_share_its_slot() {

@@ -436,6 +436,22 @@ impl Store {
             .map_err(unavailable)
     }
 
+    /// The names of `ids` (`None` for an id that is no user), in one
+    /// batch: every user hash is in its own slot.
+    pub async fn usernames(&self, ids: &[UserId]) -> Result<Vec<Option<String>>, ApiError> {
+        from_values(
+            self.con
+                .batch(
+                    ids.iter()
+                        .map(|id| redis::Cmd::hget(keys::user(*id), "username").into())
+                        .collect(),
+                )
+                .await
+                .map_err(unavailable)?,
+        )
+        .map_err(unavailable)
+    }
+
     /// Up to 20 users whose name starts with `prefix` (case-insensitive).
     pub async fn search_users(
         &self,
@@ -472,17 +488,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(vec![]);
         }
-        let names: Vec<Option<String>> = from_values(
-            self.con
-                .batch(
-                    ids.iter()
-                        .map(|id| redis::Cmd::hget(keys::user(*id), "username").into())
-                        .collect(),
-                )
-                .await
-                .map_err(unavailable)?,
-        )
-        .map_err(unavailable)?;
+        let names = self.usernames(&ids).await?;
         let online = presence.online_flags(&ids).await?;
         Ok(ids
             .into_iter()

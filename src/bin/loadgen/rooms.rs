@@ -13,7 +13,7 @@
 use super::{http_load, page_load_line, round3, sign_up_all, Common, Ctx, Res};
 use clap::Args;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Args, Clone)]
 pub struct RoomsArgs {
@@ -38,13 +38,7 @@ pub struct RoomsArgs {
 /// each (pipelines of 500 rooms). Returns the seconds it took.
 async fn seed_rooms(url: &str, user: u64, count: u64, run: &str) -> Res<f64> {
     use redis_chat::server::store::keys;
-    let client = redis::Client::open(url).map_err(|e| format!("--redis-url: {e}"))?;
-    let config =
-        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
-    let mut con = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await
-        .map_err(|e| format!("redis: {e}"))?;
+    let mut con = super::seeding_connection(url).await?;
     let started = Instant::now();
     // Ids of their own, after every user the server has made.
     let last: u64 = redis::cmd("INCRBY")
