@@ -331,21 +331,11 @@ impl Routing {
     /// socket gets the frames of many events in one `writev`. Returns a
     /// feed item that is not an event, taken off while batching.
     async fn events(&mut self, first: Vec<u8>, feed: &mut mpsc::Receiver<Feed>) -> Option<Feed> {
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        let mut other = None;
-        while let Some(payload) = next.take() {
-            if let Some(event) = decode(&payload) {
-                batch.push(event);
-            }
-            if batch.len() < MAX_BATCH {
-                match feed.try_recv() {
-                    Ok(Feed::Event(p)) => next = Some(p),
-                    Ok(item) => other = Some(item),
-                    Err(_) => {}
-                }
-            }
-        }
+        let (batch, other) = batch_events(first, || match feed.try_recv() {
+            Ok(Feed::Event(p)) => Some(Ok(p)),
+            Ok(item) => Some(Err(item)),
+            Err(_) => None,
+        });
         self.route(batch).await;
         other
     }
@@ -357,21 +347,11 @@ impl Routing {
         first: Vec<u8>,
         commands: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Option<Command> {
-        let mut batch = Vec::new();
-        let mut next = Some(first);
-        let mut other = None;
-        while let Some(payload) = next.take() {
-            if let Some(event) = decode(&payload) {
-                batch.push(event);
-            }
-            if batch.len() < MAX_BATCH {
-                match commands.try_recv() {
-                    Ok(Command::Shard(Report::Event(p))) => next = Some(p),
-                    Ok(command) => other = Some(command),
-                    Err(_) => {}
-                }
-            }
-        }
+        let (batch, other) = batch_events(first, || match commands.try_recv() {
+            Ok(Command::Shard(Report::Event(p))) => Some(Ok(p)),
+            Ok(command) => Some(Err(command)),
+            Err(_) => None,
+        });
         self.route(batch).await;
         other
     }
@@ -448,4 +428,28 @@ impl Routing {
             }
         }
     }
+}
+
+/// Decodes `first` and the events `try_next` has ready at once (up to
+/// [`MAX_BATCH`]); also returns the first thing it took that is no event.
+fn batch_events<T>(
+    first: Vec<u8>,
+    mut try_next: impl FnMut() -> Option<Result<Vec<u8>, T>>,
+) -> (Vec<Event>, Option<T>) {
+    let mut batch = Vec::new();
+    let mut next = Some(first);
+    let mut other = None;
+    while let Some(payload) = next.take() {
+        if let Some(event) = decode(&payload) {
+            batch.push(event);
+        }
+        if batch.len() < MAX_BATCH {
+            match try_next() {
+                Some(Ok(p)) => next = Some(p),
+                Some(Err(item)) => other = Some(item),
+                None => {}
+            }
+        }
+    }
+    (batch, other)
 }
