@@ -14,7 +14,8 @@
 #   capacity idle authenticated sockets to 10,000 (RSS per socket, connects/s),
 #            one user per socket, then the same number of sockets of 100 users
 #   history  50-message pages from a 1,000,000-message room over 8 keep-alive connections
-#   rooms    GET /api/rooms of one user in 5,000 private rooms (one message each)
+#   rooms    GET /api/rooms of one user in 5,000 private rooms (one message each),
+#            the whole list and the first page (?limit=100)
 #            over 4 keep-alive connections
 #   ssr      server-side rendering of /login: one request at a time (latency), then 8 at once (pages/s)
 #   send     100 senders, each in a private room (accepted msgs/s)
@@ -208,6 +209,9 @@ if wants rooms; then
   fresh
   log "rooms: one user in $ROOMS_SEED private rooms, GET /api/rooms over 4 connections"
   lg rooms rm --redis-url "$REDIS_URL" --rooms "$ROOMS_SEED" --connections 4 --duration "$DUR" --warmup "$WARM" || scenario_failed "rooms"
+  fresh
+  log "rooms: the same, the browser's first page (?limit=100)"
+  lg rooms rp --redis-url "$REDIS_URL" --rooms "$ROOMS_SEED" --connections 4 --limit 100 --duration "$DUR" --warmup "$WARM" || scenario_failed "rooms (page)"
 fi
 
 if wants ssr; then
@@ -262,7 +266,8 @@ for line in open(sys.argv[1]):
     elif s == "history":
         print(f"history  {v['pages_per_s']:.0f} pages/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms")
     elif s == "rooms":
-        print(f"rooms    {v['rooms']} rooms x{v['connections']}: {v['pages_per_s']:.1f} requests/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms, {v['avg_page_bytes']} B, "
+        page = f" limit {v['limit']}" if v.get('limit') else ""
+        print(f"rooms    {v['rooms']} rooms{page} x{v['connections']}: {v['pages_per_s']:.1f} requests/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms, {v['avg_page_bytes']} B, "
               f"server {(v['cpu']['server'] or {}).get('cpu_us_per_unit')} us, redis {(v['cpu'].get('redis') or {}).get('cpu_us_per_unit')} us per request")
     elif s == "ssr":
         print(f"ssr      {v['path']} x{v['connections']}: {v['pages_per_s']:.0f} pages/s p50 {v['latency_ms']['p50']} p99 {v['latency_ms']['p99']} ms, {v['avg_page_bytes']} B")

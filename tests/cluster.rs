@@ -168,6 +168,20 @@ async fn two_instances_on_a_cluster_serve_accounts_rooms_history_presence_and_re
     assert_eq!(private.online, Some(true));
     assert_eq!(private.last_message.as_ref().unwrap().message, "psst 2");
     assert!(listed.iter().any(|r| r.id == "0"));
+    // A page at a time: the same rooms in the same order (each room's
+    // newest id read on its own node).
+    let first = b.get("/api/rooms?limit=1").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    let after = format!("/api/rooms?limit=5&before={}", listed[0].id);
+    let rest = b.get(&after).await;
+    assert_eq!(rest.status, 200, "{:?}", rest.body);
+    let paged: Vec<String> = [first.body, rest.body]
+        .iter()
+        .flat_map(|page| page.as_array().unwrap().clone())
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    let whole: Vec<String> = listed.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(paged, whole);
 
     // Read marks: bob reads; alice (partner, other instance) is told.
     b_socket

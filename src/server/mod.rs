@@ -27,6 +27,7 @@ pub mod redis_tls;
 pub mod resume;
 pub mod revocation;
 pub mod room_list;
+pub mod room_order;
 pub mod session;
 pub mod shards;
 pub mod socket_session;

@@ -15,6 +15,7 @@
 
 use super::presence::Presence;
 use super::redis_con::Op;
+use super::room_order::{self, RoomPage};
 use super::store::{apply_edit, entry_to_message, keys, unavailable, RawEntry, Store};
 use crate::api::ApiError;
 use crate::protocol::{
@@ -170,14 +171,30 @@ async fn lines(
     Ok(out)
 }
 
-/// The user's rooms with names, presence and last message, most recent
-/// activity first.
+/// The user's rooms (or one page of them, see [`super::room_order`]) with
+/// names, presence and last message, most recent activity first.
 pub async fn rooms_of(
     store: &Store,
     user: &User,
     presence: &Presence,
+    page: &RoomPage,
 ) -> Result<Vec<RoomSummary>, ApiError> {
-    let ids = store.room_ids(user.id).await.map_err(unavailable)?;
+    let mut ids = store.room_ids(user.id).await.map_err(unavailable)?;
+    if !page.is_whole() {
+        // Order every room by one cheap read each, then read whole lines
+        // for this page only.
+        let newest = room_order::newest_ids(store, &ids).await?;
+        let mut ordered: Vec<(String, Option<String>)> = ids.into_iter().zip(newest).collect();
+        ordered.sort_by(|a, b| {
+            room_order::sort_key(a.1.as_deref(), &a.0)
+                .cmp(&room_order::sort_key(b.1.as_deref(), &b.0))
+        });
+        ids = page
+            .select(ordered, |r| r.0.as_str())?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+    }
     let rooms: Vec<(String, Option<UserId>)> = ids
         .into_iter()
         .map(|id| {
@@ -204,11 +221,11 @@ pub async fn rooms_of(
             ..summary
         });
     }
+    fn newest(r: &RoomSummary) -> Option<&str> {
+        r.last_message.as_ref().map(|m| m.id.as_str())
+    }
     list.sort_by(|a, b| {
-        let key = |r: &RoomSummary| r.last_message.as_ref().map(|m| m.date_ms).unwrap_or(0);
-        key(b)
-            .cmp(&key(a))
-            .then_with(|| (a.id != GENERAL_ROOM_ID).cmp(&(b.id != GENERAL_ROOM_ID)))
+        room_order::sort_key(newest(a), &a.id).cmp(&room_order::sort_key(newest(b), &b.id))
     });
     Ok(list)
 }

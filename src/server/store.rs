@@ -558,16 +558,6 @@ impl Store {
         con.smembers(keys::user_rooms(user)).await
     }
 
-    /// The user's rooms with names, presence and last message, most recent
-    /// activity first (see [`super::room_list`]).
-    pub async fn rooms_of(
-        &self,
-        user: &User,
-        presence: &super::presence::Presence,
-    ) -> Result<Vec<RoomSummary>, ApiError> {
-        super::room_list::rooms_of(self, user, presence).await
-    }
-
     /// Adds the private room of `a` and `b` to both users' room sets.
     /// Returns which of the two did not have it yet (so each is told once).
     pub async fn create_private_room(

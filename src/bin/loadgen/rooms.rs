@@ -7,7 +7,8 @@
 //! and take minutes: for each room a partner user (`user:{id}` with a
 //! name, no password: nobody can sign in as it), both room sets, and one
 //! message in the room's stream. Then `--connections` keep-alive
-//! connections of that user request `/api/rooms` one at a time each:
+//! connections of that user request `/api/rooms` one at a time each (the
+//! whole list, or with `--limit` its first page, as the browser asks):
 //! latency p50/p99, requests/s, response size, server CPU per request.
 
 use super::{http_load, page_load_line, round3, sign_up_all, Common, Ctx, Res};
@@ -28,6 +29,9 @@ pub struct RoomsArgs {
     /// Keep-alive HTTP connections of that user.
     #[arg(long, default_value_t = 4)]
     connections: usize,
+    /// Ask for the first page of this many rooms (`?limit=`), not the whole list.
+    #[arg(long)]
+    limit: Option<usize>,
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     #[arg(long, default_value_t = 2.0)]
@@ -94,14 +98,17 @@ pub async fn rooms(ctx: &Ctx, a: RoomsArgs) -> Res<()> {
     let me = &accounts[0];
     let seed_secs = seed_rooms(&a.redis_url, me.id, a.rooms, &ctx.run).await?;
     let cookies = vec![Some(me.cookie.clone()); c];
-    let (hist, counters, s0, s1) = http_load(ctx, cookies, a.warmup, a.duration, |_| {
-        "/api/rooms".to_string()
-    })
-    .await;
+    let path = match a.limit {
+        Some(limit) => format!("/api/rooms?limit={limit}"),
+        None => "/api/rooms".to_string(),
+    };
+    let (hist, counters, s0, s1) =
+        http_load(ctx, cookies, a.warmup, a.duration, |_| path.clone()).await;
     let line = json!({
         "scenario": "rooms",
         "rooms": a.rooms + 1,
         "connections": c,
+        "limit": a.limit,
         "seed_s": round3(seed_secs),
         "duration_s": a.duration,
     });

@@ -3,6 +3,7 @@
 //!
 //! - [`state`]: the screen's state, loading, sending and live frames.
 //! - [`rooms`]: the left pane (room list).
+//! - [`room_pages`]: loading the room list a page at a time.
 //! - [`directory`]: the user search above the room list.
 //! - [`conversation`]: the right pane (history and composer).
 //! - [`block`]: blocking the other member of a private room.
@@ -13,6 +14,7 @@ mod block;
 mod conversation;
 mod directory;
 mod notify;
+mod room_pages;
 mod rooms;
 mod state;
 pub mod text;

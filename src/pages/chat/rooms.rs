@@ -37,6 +37,29 @@ pub fn RoomsPane(chat: Chat) -> impl IntoView {
                 </For>
             </ul>
             {move || {
+                chat.rooms_paging
+                    .more
+                    .get()
+                    .then(|| {
+                        view! {
+                            <button
+                                type="button"
+                                class="more-rooms"
+                                disabled=move || chat.rooms_paging.loading.get()
+                                on:click=move |_| chat.load_more_rooms()
+                            >
+                                {move || {
+                                    if chat.rooms_paging.loading.get() {
+                                        "Loading rooms…"
+                                    } else {
+                                        "Show more rooms"
+                                    }
+                                }}
+                            </button>
+                        }
+                    })
+            }}
+            {move || {
                 if let Some(err) = chat.rooms_error.get() {
                     view! { <p class="pane-note form-error">{err}</p> }.into_any()
                 } else if !chat.rooms_loaded.get() {

@@ -5,6 +5,7 @@
 //! the empty shell), so the server-rendered and hydrated markup agree.
 
 use super::notify;
+use super::room_pages::ROOM_PAGE;
 use crate::api::{messages, private_room, rooms, users};
 use crate::protocol::{
     message_id_key, ChatMessage, ClientFrame, DirectoryUser, EditMessage, MessagePage, MessageRef,
@@ -166,6 +167,8 @@ pub struct Chat {
     pub rooms: RwSignal<Vec<RoomEntry>>,
     pub rooms_loaded: RwSignal<bool>,
     pub rooms_error: RwSignal<Option<String>>,
+    /// Pages of the room list beyond those loaded (see [`super::room_pages`]).
+    pub rooms_paging: super::room_pages::RoomPaging,
     /// The open room's id.
     pub active: RwSignal<String>,
     /// The open room's messages, oldest first.
@@ -243,6 +246,7 @@ impl Chat {
             rooms,
             rooms_loaded: RwSignal::new(false),
             rooms_error: RwSignal::new(None),
+            rooms_paging: Default::default(),
             active,
             messages,
             next: RwSignal::new(None),
@@ -345,9 +349,12 @@ impl Chat {
 
     // ---- rooms ----------------------------------------------------------
 
+    /// Loads the first page of the room list (again, after a reconnect or
+    /// for a room this page has not heard of); pages loaded beyond it stay
+    /// (see [`super::room_pages`]).
     pub fn load_rooms(self) {
         spawn_local(async move {
-            match rooms().await {
+            match rooms(Some(ROOM_PAGE.to_string()), None).await {
                 Ok(list) => {
                     let active = self.active.get_untracked();
                     if self.mark_pending.get_value() {
@@ -359,44 +366,17 @@ impl Chat {
                                 .set(unread_mark_of(room.unread, &room.last_read));
                         }
                     }
-                    let reading = self.visible.get_untracked();
-                    let mut entries: Vec<RoomEntry> = list
-                        .into_iter()
-                        .map(|summary| RoomEntry {
-                            // The open room is being read (its mark follows).
-                            unread: if summary.id == active && reading {
-                                0
-                            } else {
-                                summary.unread.min(MAX_UNREAD_COUNT)
-                            },
-                            summary,
-                        })
-                        .collect();
-                    // Keep what live frames told us meanwhile (the server's
-                    // counts already include every message it listed).
+                    self.first_room_page_loaded(&list);
+                    let mut entries = self.room_entries(list);
+                    // Rooms of later pages stay: they are older than this page.
                     self.rooms.with_untracked(|old| {
-                        for e in &mut entries {
-                            if let Some(o) = old.iter().find(|o| o.summary.id == e.summary.id) {
-                                if let Some(m) = &o.summary.last_message {
-                                    if is_newer(m, e.summary.last_message.as_ref()) {
-                                        e.summary.last_message = Some(m.clone());
-                                    }
-                                }
-                                e.summary.last_read =
-                                    newest_id(&e.summary.last_read, &o.summary.last_read);
-                                e.summary.peer_read =
-                                    newest_id(&e.summary.peer_read, &o.summary.peer_read);
+                        for o in old {
+                            if !entries.iter().any(|e| e.summary.id == o.summary.id) {
+                                entries.push(o.clone());
                             }
                         }
                     });
                     sort_rooms(&mut entries);
-                    self.names.update(|n| {
-                        for e in &entries {
-                            if let Some(other) = e.summary.other_user_id {
-                                n.insert(other, e.summary.name.clone());
-                            }
-                        }
-                    });
                     self.rooms.set(entries);
                     self.rooms_error.set(None);
                 }
@@ -405,6 +385,47 @@ impl Chat {
             self.rooms_loaded.set(true);
             self.send_read();
         });
+    }
+
+    /// Entries for rooms as the server listed them, keeping what live
+    /// frames told us meanwhile (the server's counts already include every
+    /// message it listed), and their names remembered.
+    pub(super) fn room_entries(self, list: Vec<RoomSummary>) -> Vec<RoomEntry> {
+        let active = self.active.get_untracked();
+        let reading = self.visible.get_untracked();
+        let mut entries: Vec<RoomEntry> = list
+            .into_iter()
+            .map(|summary| RoomEntry {
+                // The open room is being read (its mark follows).
+                unread: if summary.id == active && reading {
+                    0
+                } else {
+                    summary.unread.min(MAX_UNREAD_COUNT)
+                },
+                summary,
+            })
+            .collect();
+        self.rooms.with_untracked(|old| {
+            for e in &mut entries {
+                if let Some(o) = old.iter().find(|o| o.summary.id == e.summary.id) {
+                    if let Some(m) = &o.summary.last_message {
+                        if is_newer(m, e.summary.last_message.as_ref()) {
+                            e.summary.last_message = Some(m.clone());
+                        }
+                    }
+                    e.summary.last_read = newest_id(&e.summary.last_read, &o.summary.last_read);
+                    e.summary.peer_read = newest_id(&e.summary.peer_read, &o.summary.peer_read);
+                }
+            }
+        });
+        self.names.update(|n| {
+            for e in &entries {
+                if let Some(other) = e.summary.other_user_id {
+                    n.insert(other, e.summary.name.clone());
+                }
+            }
+        });
+        entries
     }
 
     /// Adds a room to the list, or refreshes the one with the same id.
@@ -1310,7 +1331,7 @@ fn is_newer(m: &ChatMessage, than: Option<&ChatMessage>) -> bool {
 }
 
 /// Newest activity first; rooms without messages keep their order, last.
-fn sort_rooms(list: &mut [RoomEntry]) {
+pub(super) fn sort_rooms(list: &mut [RoomEntry]) {
     list.sort_by_key(|e| std::cmp::Reverse(e.summary.last_message.as_ref().map_or(0, message_ms)));
 }
 
