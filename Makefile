@@ -28,6 +28,9 @@ SITE_ROOT := target/site
 # binaryen 108 breaks hydration; cargo-leptos's own download cannot work here).
 NPM_BIN := $(CURDIR)/end2end/node_modules/.bin
 
+# `redis-chat --version` names the commit it was built from.
+export REDIS_CHAT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
+
 # Each timed step prints "[time] <target>: <seconds>s" when it ends.
 TIMED = TIMEFORMAT='[time] $@: %1Rs'; time
 
@@ -36,12 +39,14 @@ TIMED = TIMEFORMAT='[time] $@: %1Rs'; time
 tools:
 	@bash scripts/install-tools.sh
 
+# --precompress: brotli and gzip copies of the site, made before the server
+# is built, so the binary embeds them (src/server/site.rs).
 build: tools
-	@$(TIMED) PATH="$(NPM_BIN):$$PATH" cargo leptos build --release
+	@$(TIMED) PATH="$(NPM_BIN):$$PATH" cargo leptos build --release --precompress
 
 run: build
 	@echo "Starting $(SERVER_BIN) (ADDR/PORT from the environment or .env; default http://127.0.0.1:3000)"
-	SITE_ROOT=$(SITE_ROOT) $(SERVER_BIN)
+	$(SERVER_BIN)
 
 test: tools test-rust test-e2e
 

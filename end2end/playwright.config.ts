@@ -8,7 +8,9 @@ import * as path from 'node:path';
 // By default Playwright starts the release server itself (build it first:
 // `make build`, or just `make test-e2e`) on 127.0.0.1:3100 with demo data and
 // its own embedded redis-server in a fresh temporary directory, so the tests
-// never touch a Redis that happens to listen on 6379.
+// never touch a Redis that happens to listen on 6379. The server is a copy of
+// the release binary alone in an empty directory (no SITE_ROOT, no target/site
+// beside it): every test runs against the front end the binary carries.
 //
 // E2E_BASE_URL=http://host:port runs the tests against a server that is
 // already running instead (and then starts none).
@@ -34,6 +36,8 @@ if (startServer && !process.env[DATA_DIR_VAR]) {
   process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
 }
 const dataDir = process.env[DATA_DIR_VAR] ?? '';
+// The empty directory the copied binary runs in (inside the data directory).
+const binDir = dataDir && path.join(dataDir, 'bin');
 
 export default defineConfig({
   testDir: './tests',
@@ -73,13 +77,12 @@ export default defineConfig({
   ],
   webServer: startServer
     ? {
-        command: JSON.stringify(serverBinary),
+        command: `mkdir -p ${JSON.stringify(binDir)} && cp ${JSON.stringify(serverBinary)} ${JSON.stringify(binDir)}/redis-chat && cd ${JSON.stringify(binDir)} && exec ./redis-chat`,
         cwd: projectRoot,
         env: {
           PORT: String(PORT),
           ADDR: '127.0.0.1',
-          SITE_ROOT: 'target/site',
-          REDIS_DATA_DIR: dataDir,
+          REDIS_DATA_DIR: path.join(dataDir, 'redis'),
           // Empty, so a REDIS_URL in the environment or in .env (the server
           // reads .env but never overrides a variable that is set) cannot point
           // the tests at a shared Redis: the server starts its own.

@@ -16,7 +16,20 @@
 # - wasm-bindgen-cli 0.2.130 must be installed WITHOUT --locked (its lockfile
 #   pins a webpki-roots version that is no longer in the registry).
 # - Debian's binaryen (108) breaks hydration; the npm binaryen 132 is used.
+#
+# Speed on a fresh 2-core machine (README, "First run"): the two cargo tools
+# are built with a light release profile (no LTO, 16 codegen units, no debug
+# info: they are build tools, their own speed barely matters) and at the same
+# time as each other and the apt and npm steps; every step prints its time
+# and the time since the start.
 set -euo pipefail
+
+# cargo-leptos's own release profile links with fat LTO and one codegen
+# unit, most of it on one core; these override it for `cargo install` only.
+export CARGO_PROFILE_RELEASE_LTO=false
+export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+export CARGO_PROFILE_RELEASE_DEBUG=0
+export CARGO_PROFILE_RELEASE_INCREMENTAL=false
 
 WASM_BINDGEN_VERSION=0.2.130
 CARGO_LEPTOS_VERSION=0.3.11
@@ -36,13 +49,13 @@ say() { printf 'install-tools: %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 
 # run_logged NAME CMD...: runs CMD with its output in a log file; prints the
-# time taken, or the end of the log when it fails.
+# time taken (and since the start), or the end of the log when it fails.
 run_logged() {
     local name="$1" log start rc
     shift
     log="$LOG_DIR/$name.log"
     start=$SECONDS
-    say "installing $name ..."
+    say "installing $name ... (at ${SECONDS} s)"
     set +e
     "$@" >"$log" 2>&1
     rc=$?
@@ -52,8 +65,30 @@ run_logged() {
         tail -n 40 "$log" >&2
         exit "$rc"
     fi
-    say "installed $name in $((SECONDS - start)) s"
+    say "installed $name in $((SECONDS - start)) s (at ${SECONDS} s)"
     installed+=("$name")
+}
+
+# in_background NAME CMD...: run_logged in the background; `finish_background`
+# waits for all of them and fails if one did.
+background_pids=()
+background_names=()
+in_background() {
+    local name="$1"
+    ( run_logged "$@" ) &
+    background_pids+=("$!")
+    background_names+=("$name")
+}
+finish_background() {
+    local i failed=0
+    for i in "${!background_pids[@]}"; do
+        if wait "${background_pids[$i]}"; then
+            installed+=("${background_names[$i]}")
+        else
+            failed=1
+        fi
+    done
+    [ "$failed" -eq 0 ] || die "a tool failed to install (its log is above)"
 }
 
 as_root() {
@@ -65,22 +100,6 @@ as_root() {
         die "need root (or sudo) for: $*"
     fi
 }
-
-# --- apt packages -------------------------------------------------------------
-apt_missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    case "$pkg" in
-        redis-server) command -v redis-server >/dev/null 2>&1 || apt_missing+=("$pkg") ;;
-        chromium) [ -x /usr/bin/chromium ] || apt_missing+=("$pkg") ;;
-    esac
-done
-apt_install() {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
-}
-if [ "${#apt_missing[@]}" -gt 0 ]; then
-    run_logged "apt:$(IFS=,; echo "${apt_missing[*]}")" apt_install "${apt_missing[@]}"
-fi
 
 # --- Rust toolchain pieces ----------------------------------------------------
 command -v cargo >/dev/null 2>&1 || die "cargo not found (expected in $CARGO_HOME/bin); install Rust with rustup first"
@@ -99,7 +118,7 @@ fi
 # --- wasm-bindgen-cli -----------------------------------------------------------
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGEN_VERSION" ]; then
     # No --locked: the published lockfile pins a yanked webpki-roots (P2).
-    run_logged "wasm-bindgen-cli@$WASM_BINDGEN_VERSION" \
+    in_background "wasm-bindgen-cli@$WASM_BINDGEN_VERSION" \
         cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force --jobs "$JOBS"
 fi
 
@@ -125,7 +144,23 @@ install_cargo_leptos() (
     cargo install --path . --locked --force --jobs "$JOBS" --target-dir "$work/target"
 )
 if [ "$(cargo leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
-    run_logged "cargo-leptos@$CARGO_LEPTOS_VERSION" install_cargo_leptos
+    in_background "cargo-leptos@$CARGO_LEPTOS_VERSION" install_cargo_leptos
+fi
+
+# --- apt packages (while the cargo tools build) -------------------------------
+apt_missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    case "$pkg" in
+        redis-server) command -v redis-server >/dev/null 2>&1 || apt_missing+=("$pkg") ;;
+        chromium) [ -x /usr/bin/chromium ] || apt_missing+=("$pkg") ;;
+    esac
+done
+apt_install() {
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
+if [ "${#apt_missing[@]}" -gt 0 ]; then
+    run_logged "apt:$(IFS=,; echo "${apt_missing[*]}")" apt_install "${apt_missing[@]}"
 fi
 
 # --- npm packages for end2end/ (Playwright, binaryen's wasm-opt) ----------------
@@ -143,6 +178,8 @@ if [ -f "$E2E/package.json" ]; then
         fi
     fi
 fi
+
+finish_background
 
 if [ "${#installed[@]}" -eq 0 ]; then
     echo "tools: all present (wasm-bindgen $WASM_BINDGEN_VERSION, cargo-leptos $CARGO_LEPTOS_VERSION, redis-server, chromium, end2end/node_modules)"

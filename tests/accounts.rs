@@ -320,17 +320,30 @@ async fn plain_form_posts_redirect() {
 }
 
 #[tokio::test]
-async fn healthz_reflects_redis() {
+async fn healthz_is_liveness_and_readyz_reflects_redis() {
     let redis = TestRedis::start().await;
     let server = serve(config(&redis)).await;
     let mut c = Client::new(&server);
-    let h = c.get("/healthz").await;
-    assert_eq!(h.status, 200);
+    let probe = c.clone();
+    eventually("ready once subscribed", || {
+        let mut c = probe.clone();
+        async move { c.get("/readyz").await.status == 200 }
+    })
+    .await;
+    let h = c.get("/readyz").await;
+    assert_eq!(h.status, 200, "{:?}", h.body);
     assert_eq!(h.body["redis"], true);
+    assert_eq!(h.body["pubsub"], true);
+    assert_eq!(c.get("/healthz").await.status, 200);
     redis.stop().await;
-    let h = c.get("/healthz").await;
+    let h = c.get("/readyz").await;
     assert_eq!(h.status, 503);
     assert_eq!(h.body["status"], "unavailable");
+    assert_eq!(h.body["redis"], false);
+    // Alive all the same: restarting the process would not bring Redis back.
+    let h = c.get("/healthz").await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.body["status"], "ok");
     // A page that needs Redis fails with a clear error, not a panic.
     let r = c
         .post(

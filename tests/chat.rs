@@ -646,7 +646,7 @@ async fn a_redis_outage_gives_clear_errors_and_everything_recovers() {
         (e.code.as_str(), e.nonce.as_deref()),
         ("unavailable", Some("d"))
     );
-    assert_eq!(a.get("/healthz").await.status, 503);
+    assert_eq!(a.get("/readyz").await.status, 503);
     let r = a.get("/api/rooms").await;
     assert_eq!(r.status, 503, "{:?}", r.body);
     assert_eq!(r.body["code"], "unavailable");
@@ -656,7 +656,7 @@ async fn a_redis_outage_gives_clear_errors_and_everything_recovers() {
     eventually("redis and the subscription back", || {
         let mut c = probe.clone();
         async move {
-            let h = c.get("/healthz").await;
+            let h = c.get("/readyz").await;
             h.status == 200 && h.body["pubsub"] == true
         }
     })

@@ -520,10 +520,7 @@ async fn no_command_serves_until_sigterm() {
         dir: redis.dir.path().to_path_buf(),
     };
     let server = common::process::ServerProcess::start(&cli.env, &cli.dir).await;
-    let health = reqwest::get(format!("{}/healthz", server.url))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    server.wait_ready().await;
     assert_eq!(server.stop().await, Some(0));
     redis.stop().await;
 }

@@ -382,9 +382,9 @@ async fn a_master_killed_and_restarted_loses_no_acknowledged_message() {
     let e = a_socket.wait_error().await;
     assert_eq!(e.code, "unavailable", "{e:?}");
     assert_eq!(e.nonce.as_deref(), Some("d"));
-    // A load balancer sees it: /healthz pings every primary, so one down
+    // A load balancer sees it: /readyz pings every primary, so one down
     // is 503 (the other masters still answer).
-    let health = a.get("/healthz").await;
+    let health = a.get("/readyz").await;
     assert_eq!(health.status, 503, "{:?}", health.body);
     assert_eq!(health.body["redis"], json!(false));
 
@@ -393,9 +393,9 @@ async fn a_master_killed_and_restarted_loses_no_acknowledged_message() {
     subscribed(&a).await;
     subscribed(&b).await;
     let mut probe = a.clone();
-    poll_long("/healthz is 200 again", || {
+    poll_long("/readyz is 200 again", || {
         let mut c = probe.clone();
-        async move { c.get("/healthz").await.status == 200 }
+        async move { c.get("/readyz").await.status == 200 }
     })
     .await;
     probe.cookie = None;

@@ -24,13 +24,10 @@ fn binary(pki: &TestPki, env: &[(&'static str, String)]) -> Cli {
     }
 }
 
-/// Serves until its health check answers, then stops cleanly.
+/// Serves (ready: Redis answers over TLS) until asked, then stops cleanly.
 async fn serves(cli: Cli) {
     let server = ServerProcess::start(&cli.env, &cli.dir).await;
-    let health = reqwest::get(format!("{}/healthz", server.url))
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    server.wait_ready().await;
     assert_eq!(server.stop().await, Some(0));
 }
 

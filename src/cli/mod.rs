@@ -45,10 +45,23 @@ pub mod exit {
     pub const INVALID: u8 = 4;
 }
 
+/// `redis-chat --version`: the crate version and the commit it was built
+/// from (`REDIS_CHAT_COMMIT`, set by the Makefile from git; "unknown" for a
+/// build without it).
+pub const VERSION: &str = const_format::concatcp!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    match option_env!("REDIS_CHAT_COMMIT") {
+        Some(commit) => commit,
+        None => "unknown",
+    },
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "redis-chat",
-    version,
+    version = VERSION,
     about = "A real-time chat on Redis. Without a command: serve.",
     after_help = "Redis: REDIS_URL, or without it the embedded redis-server of REDIS_DATA_DIR \
                   (./data/redis), as for the server.\n\

@@ -1,16 +1,16 @@
 //! `serve` (the default): read the configuration, start the server, stop
 //! gracefully on SIGINT/SIGTERM.
 
-use crate::server::{self, config::Config};
+use crate::server::{self, config::Config, logging};
 use std::process::ExitCode;
-use tracing_subscriber::EnvFilter;
 
 pub fn run() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    // `.env` first: it may set LOG_FORMAT and RUST_LOG.
+    let _ = dotenvy::dotenv();
+    match logging::LogFormat::from_env() {
+        Ok(format) => logging::init(format),
+        Err(e) => return fail(&format!("configuration error: {e}")),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,7 +20,9 @@ pub enum RedisSource {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub addr: SocketAddr,
-    pub site_root: String,
+    /// A directory to serve the front end from (`SITE_ROOT`); `None`: the
+    /// one embedded in the binary, else `target/site`.
+    pub site_root: Option<String>,
     pub redis: RedisSource,
     /// Create the demo users (whose password is published) and messages in
     /// an empty database, and offer them on the sign-in page. `DEMO_DATA`,
@@ -92,7 +94,7 @@ impl Config {
     pub fn for_tests(redis_url: &str) -> Self {
         Self {
             addr: "127.0.0.1:0".parse().expect("literal address"),
-            site_root: "target/site".into(),
+            site_root: Some("target/site".into()),
             redis: RedisSource::Url(redis_url.into()),
             redis_tls: RedisTls::default(),
             demo_data: false,
@@ -281,7 +283,7 @@ impl Config {
 
         Ok(Self {
             addr,
-            site_root: get("SITE_ROOT").unwrap_or_else(|| "target/site".into()),
+            site_root: get("SITE_ROOT"),
             redis,
             demo_data,
             demo_data_withheld,

@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/ws", get(ws::handler))
         // Every server function gets its own route here, with its method
         // (`api_guard` answers any other path and method under `/api`).
@@ -37,7 +38,7 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(context_state.clone()),
             move || shell(options.clone()),
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(site_or_app)
         .layer(middleware::from_fn_with_state(state.clone(), api_guard))
         // The hot read path, answered before the server-function layer.
         .layer(middleware::from_fn_with_state(
@@ -54,6 +55,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Anything no route took: a file of the embedded front end, else a file
+/// under `site_root` or the app's own 404 page.
+async fn site_or_app(State(state): State<AppState>, req: Request) -> Response {
+    if let Some(site) = &state.site {
+        if let Some(answer) = site.respond(req.method(), req.uri().path(), req.headers()) {
+            return answer;
+        }
+    }
+    let uri = req.uri().clone();
+    leptos_axum::file_and_error_handler::<AppState, _>(shell)(uri, State(state), req).await
+}
+
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let what = panic
         .downcast_ref::<String>()
@@ -67,20 +80,41 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 /// `GET /healthz`: 200 when Redis answers (on a cluster: every primary
 /// that serves slots), and says whether the pub/sub subscription is up;
 /// 503 otherwise.
+/// `GET /healthz`, liveness: 200 while the process serves HTTP, whatever
+/// Redis does (restarting the process would not bring Redis back). The
+/// body says how the subscription stands, without asking Redis.
 async fn healthz(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": "ok",
+        "pubsub": state.hub.is_subscribed(),
+        "sockets": state.hub.local_sockets(),
+        "shardRooms": state.hub.shard_rooms(),
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// `GET /readyz`, readiness: 200 only when Redis answers (every primary of
+/// a cluster, within 2 s), the pub/sub subscription is up and the server
+/// is not shutting down; else 503, with the reason in the body. A load
+/// balancer sends new clients only to ready instances.
+async fn readyz(State(state): State<AppState>) -> Response {
     let con = state.store.con();
     let redis_up = matches!(
         tokio::time::timeout(Duration::from_secs(2), con.ping_all()).await,
         Ok(Ok(()))
     );
+    let subscribed = state.hub.is_subscribed();
+    let shutting_down = *state.shutdown.borrow();
+    let ready = redis_up && subscribed && !shutting_down;
     let body = serde_json::json!({
-        "status": if redis_up { "ok" } else { "unavailable" },
+        "status": if ready { "ok" } else { "unavailable" },
         "redis": redis_up,
-        "pubsub": state.hub.is_subscribed(),
+        "pubsub": subscribed,
+        "shuttingDown": shutting_down,
         "sockets": state.hub.local_sockets(),
         "shardRooms": state.hub.shard_rooms(),
     });
-    let status = if redis_up {
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -243,18 +277,29 @@ async fn security_headers(req: Request, next: Next) -> Response {
 
 /// One log line per request: method, path, status, latency.
 async fn log_request(req: Request, next: Next) -> Response {
+    use tracing::Instrument;
     let started = Instant::now();
     let method = req.method().clone();
+    // The path only: a query string may hold what a user searched for.
     let path = req.uri().path().to_string();
-    let response = next.run(req).await;
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
-    response
+    let rid = super::logging::next_id();
+    let span = tracing::info_span!("http", rid = %rid);
+    async move {
+        let mut response = next.run(req).await;
+        tracing::info!(
+            %method,
+            path,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        if let Ok(value) = HeaderValue::from_str(&rid) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        response
+    }
+    .instrument(span)
+    .await
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod limits;
+pub mod logging;
 pub mod outbox;
 pub mod passwords;
 pub mod presence;
@@ -30,6 +31,7 @@ pub mod room_list;
 pub mod room_order;
 pub mod session;
 pub mod shards;
+pub mod site;
 pub mod socket_session;
 pub mod socket_task;
 pub mod store;
@@ -65,6 +67,8 @@ pub struct AppState {
     pub hub: Hub,
     pub presence: Presence,
     pub leptos_options: LeptosOptions,
+    /// The front end carried in the binary (`None`: served from `site_root`).
+    pub site: Option<site::EmbeddedSite>,
     /// Becomes `true` when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// Rendered history pages (see [`history`]).
@@ -324,9 +328,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     let addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(config.addr, e))?;
+    // The front end embedded in the binary, unless SITE_ROOT names a directory.
+    let site = match &config.site_root {
+        Some(_) => None,
+        None => site::EmbeddedSite::installed(),
+    };
     let leptos_options = LeptosOptions::builder()
-        .output_name("redis-chat")
-        .site_root(config.site_root.as_str())
+        .output_name(site.as_ref().map_or("redis-chat", |s| s.output_name()))
+        .site_root(config.site_root.as_deref().unwrap_or("target/site"))
         .site_pkg_dir("pkg")
         .site_addr(addr)
         .build();
@@ -341,6 +350,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         hub,
         presence,
         leptos_options,
+        site,
         shutdown: shutdown_rx.clone(),
     };
     let router = http::router(state.clone());

@@ -36,6 +36,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::{io::AsyncReadExt, net::TcpStream};
+use tracing::Instrument;
 
 /// How long a socket that asked to hold live frames waits for its
 /// `resume` frame before it gets them anyway.
@@ -143,15 +144,21 @@ pub async fn handler(
     let session = SocketSession::new(SessionId::of_token(&token), state.config.session_ttl);
     let upgrade = hyper::upgrade::on(&mut request);
     let task = state.socket_tasks.start();
-    tokio::spawn(async move {
-        match upgrade.await {
-            Ok(upgraded) => {
-                let io = TokioIo::new(upgraded);
-                serve_socket(state, user, session, peer.stream, io, hold, task).await
+    // Every line of this socket's life carries its connection id.
+    let span = tracing::info_span!("ws", conn = %super::logging::next_id(), user = user.id);
+    tokio::spawn(
+        async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    tracing::debug!("socket open");
+                    let io = TokioIo::new(upgraded);
+                    serve_socket(state, user, session, peer.stream, io, hold, task).await
+                }
+                Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
             }
-            Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
-    });
+        .instrument(span),
+    );
     Response::builder()
         .status(StatusCode::SWITCHING_PROTOCOLS)
         .header(header::CONNECTION, "upgrade")

@@ -72,6 +72,24 @@ impl ServerProcess {
         }
     }
 
+    /// Waits (at most 10 s) until `/readyz` answers 200: Redis answers and
+    /// the subscription is up.
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/readyz", self.url);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = reqwest::get(&url).await.map(|r| r.status().as_u16());
+            if status.as_ref().is_ok_and(|s| *s == 200) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{url} is not 200 after 10 s: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The first log line, printed before listening or within 30 s after,
     /// for which `wanted` holds.
     pub async fn wait_line(&mut self, wanted: impl Fn(&str) -> bool) -> String {
