@@ -304,6 +304,24 @@ pub mod codes {
     pub const RATE_LIMITED: &str = "rate_limited";
     pub const TOO_LARGE: &str = "too_large";
     pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+
+    /// Every code, for counting them (the metrics label a refusal by code).
+    pub const ALL: [&str; 14] = [
+        BAD_REQUEST,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        NOT_FOUND,
+        CONFLICT,
+        UNAVAILABLE,
+        INTERNAL,
+        MALFORMED,
+        UNKNOWN_TYPE,
+        TOO_LONG,
+        EMPTY,
+        RATE_LIMITED,
+        TOO_LARGE,
+        METHOD_NOT_ALLOWED,
+    ];
 }
 
 /// What instances publish on the Redis channel `MESSAGES`: the original

@@ -64,6 +64,12 @@ pub struct Config {
     pub typing_rate: super::limits::MessageRate,
     /// New private rooms a user may open per window (reopening is free).
     pub private_room_rate: super::limits::MessageRate,
+    /// `/metrics` on a listener of its own (`METRICS_ADDR`, e.g.
+    /// `127.0.0.1:9100`); off when unset.
+    pub metrics_addr: Option<SocketAddr>,
+    /// A bearer token that opens `/metrics` on the main port
+    /// (`METRICS_TOKEN`, at least 16 characters); closed when unset.
+    pub metrics_token: Option<String>,
 }
 
 /// `TYPING_RATE_LIMIT` unless set: clients send one notice every 3 s per
@@ -117,6 +123,8 @@ impl Config {
                 .expect("valid default"),
             // Tests open many rooms; the limit's own tests set it.
             private_room_rate: super::limits::MessageRate::UNLIMITED,
+            metrics_addr: None,
+            metrics_token: None,
         }
     }
 
@@ -281,8 +289,25 @@ impl Config {
             })?,
         };
 
+        let metrics_addr = match get("METRICS_ADDR") {
+            None => None,
+            Some(v) => Some(v.trim().parse::<SocketAddr>().map_err(|_| {
+                ConfigError(format!(
+                    "METRICS_ADDR={v:?} must be an address and port, e.g. 127.0.0.1:9100"
+                ))
+            })?),
+        };
+        let metrics_token = get("METRICS_TOKEN").map(|t| t.trim().to_string());
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError(
+                "METRICS_TOKEN must be at least 16 characters".into(),
+            ));
+        }
+
         Ok(Self {
             addr,
+            metrics_addr,
+            metrics_token,
             site_root: get("SITE_ROOT"),
             redis,
             demo_data,

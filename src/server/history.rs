@@ -157,8 +157,10 @@ pub async fn page_json(
     }
     let generation = generation_of(&mut replies)?;
     if let Some(page) = cached.filter(|p| p.generation == generation) {
+        super::metrics::get().history_request(true);
         return Ok(page.body);
     }
+    super::metrics::get().history_request(false);
     let page = if read_now {
         state.store.finish_page(&room, limit, &mut replies).await?
     } else {

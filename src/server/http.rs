@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(super::metrics_endpoint::with_token))
         .route("/ws", get(ws::handler))
         // Every server function gets its own route here, with its method
         // (`api_guard` answers any other path and method under `/api`).
@@ -286,6 +287,8 @@ async fn log_request(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("http", rid = %rid);
     async move {
         let mut response = next.run(req).await;
+        let status = response.status().as_u16();
+        super::metrics::get().http_request(&route_label(&path, status), status, started.elapsed());
         tracing::info!(
             %method,
             path,
@@ -300,6 +303,19 @@ async fn log_request(req: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// The route a request counts under in the metrics: a fixed set of names,
+/// never a raw path (which anyone could vary without end).
+fn route_label(path: &str, status: u16) -> String {
+    match path {
+        "/" | "/login" | "/account" | "/ws" | "/healthz" | "/readyz" | "/metrics" => path.into(),
+        _ if path.starts_with("/pkg/") => "/pkg".into(),
+        // Every server function has a route; an unknown one is a 404.
+        _ if path.starts_with("/api/") && status != 404 && path.len() <= 40 => path.into(),
+        _ if path.starts_with("/api/") => "/api/unknown".into(),
+        _ => "other".into(),
+    }
 }
 
 #[cfg(test)]

@@ -43,9 +43,9 @@ use super::shards::{Report, Shards};
 use super::store::Store;
 use super::subscriber::{self, Feed};
 use super::wire;
-use super::writers::{self, EndJob, LocalSocket, Targets, ToWriter, MAX_BATCH};
+use super::writers::{self, Delivery, EndJob, LocalSocket, Targets, ToWriter, MAX_BATCH};
 use super::ws::close;
-use crate::protocol::{Control, ServerFrame, User, UserId};
+use crate::protocol::{message_id_key, Control, ServerFrame, User, UserId};
 use bytes::Bytes;
 use std::{
     collections::HashMap,
@@ -87,6 +87,8 @@ struct Shared {
     /// Rooms with a shard-channel subscription (cluster only).
     shard_rooms: AtomicUsize,
     sockets: AtomicUsize,
+    /// Users with at least one socket here.
+    users: AtomicUsize,
     next_id: AtomicU64,
 }
 
@@ -133,6 +135,7 @@ impl Hub {
             shard_rooms: AtomicUsize::new(0),
             subscribed: Arc::default(),
             sockets: AtomicUsize::new(0),
+            users: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         });
         let (feed, feed_rx) = mpsc::channel(subscriber::FEED_QUEUE);
@@ -184,6 +187,11 @@ impl Hub {
     /// Open sockets on this instance.
     pub fn local_sockets(&self) -> usize {
         self.shared.sockets.load(Ordering::Relaxed)
+    }
+
+    /// Users with a socket open on this instance.
+    pub fn local_users(&self) -> usize {
+        self.shared.users.load(Ordering::Relaxed)
     }
 
     /// Rooms whose shard channel this instance subscribes to (cluster).
@@ -282,6 +290,7 @@ impl Routing {
                 }
                 if sockets.is_empty() {
                     self.local.remove(&user);
+                    self.shared.users.fetch_sub(1, Ordering::Relaxed);
                     self.presence.local_offline(user);
                     if let Some(shards) = &mut self.shards {
                         shards.left(user);
@@ -301,6 +310,7 @@ impl Routing {
         let first = sockets.len() == 1;
         let oldest = (sockets.len() > self.max_sockets_per_user).then(|| sockets[0].0);
         if first {
+            self.shared.users.fetch_add(1, Ordering::Relaxed);
             self.presence.local_online(user.clone());
         }
         let _ = self
@@ -370,11 +380,14 @@ impl Routing {
             return;
         }
         let mut batch = Vec::with_capacity(events.len());
+        let mut published_ms = None;
         for event in events {
             if let About::Message { room, id } = &event.about {
                 if !self.gaps.fresh(room, id) {
                     continue;
                 }
+                let ms = message_id_key(id).0;
+                published_ms = Some(published_ms.map_or(ms, |oldest: u64| oldest.min(ms)));
             }
             if let Some(shards) = &mut self.shards {
                 follow(shards, &event, &self.local);
@@ -382,7 +395,10 @@ impl Routing {
             batch.push((event.frame, event.targets));
         }
         if !batch.is_empty() {
-            let batch = Arc::new(batch);
+            let batch = Arc::new(Delivery {
+                frames: batch,
+                published_ms,
+            });
             self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
                 .await;
         }
@@ -422,7 +438,8 @@ impl Routing {
                     .filter_map(|m| serde_json::to_string(&ServerFrame::Message(m)).ok())
                     .map(|text| (wire::text_frame(&text), Targets::Users(users.clone())))
                     .collect();
-                let batch = Arc::new(batch);
+                super::metrics::get().replayed("catch_up", batch.len() as u64);
+                let batch = Arc::new(Delivery::replayed(batch));
                 self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
                     .await;
             }

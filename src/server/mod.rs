@@ -19,6 +19,8 @@ pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod logging;
+pub mod metrics;
+pub mod metrics_endpoint;
 pub mod outbox;
 pub mod passwords;
 pub mod presence;
@@ -148,6 +150,8 @@ impl std::error::Error for StartError {}
 /// A running server: its address, and how to stop it.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` listens on its own (`METRICS_ADDR`), if it does.
+    pub metrics_addr: Option<SocketAddr>,
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     serve: tokio::task::JoinHandle<()>,
@@ -353,6 +357,14 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
         site,
         shutdown: shutdown_rx.clone(),
     };
+    let metrics_addr = match state.config.metrics_addr {
+        Some(at) => Some(
+            metrics_endpoint::listen(at, state.clone())
+                .await
+                .map_err(|e| StartError::Bind(at, e))?,
+        ),
+        None => None,
+    };
     let router = http::router(state.clone());
     let mut stop = shutdown_rx;
     let serve = tokio::spawn(async move {
@@ -372,6 +384,7 @@ pub async fn start(config: Config) -> Result<RunningServer, StartError> {
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         state,
         shutdown: shutdown_tx,
         serve,

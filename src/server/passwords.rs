@@ -120,6 +120,12 @@ static WAITING_HASH: AtomicUsize = AtomicUsize::new(0);
 const MAX_WAITING_VERIFY: usize = 64;
 const MAX_WAITING_HASH: usize = 16;
 
+/// Password checks and hashes waiting for a bcrypt slot or holding one.
+pub fn bcrypt_depth() -> usize {
+    let busy = SLOTS.saturating_sub(ANY.available_permits());
+    WAITING_VERIFY.load(Ordering::Relaxed) + WAITING_HASH.load(Ordering::Relaxed) + busy
+}
+
 #[derive(Clone, Copy)]
 enum Work {
     Verify,

@@ -41,12 +41,22 @@ pub enum RedisCon {
     Cluster(ClusterConnection),
 }
 
+/// A round trip, timed for the metrics (`redis_command_seconds`).
+fn timed<'a, T: Send + 'a>(call: RedisFuture<'a, T>) -> RedisFuture<'a, T> {
+    Box::pin(async move {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        super::metrics::get().redis_round_trip(started.elapsed(), result.is_ok());
+        result
+    })
+}
+
 impl ConnectionLike for RedisCon {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
+        timed(match self {
             Self::Single(c) => c.req_packed_command(cmd),
             Self::Cluster(c) => c.req_packed_command(cmd),
-        }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -55,10 +65,10 @@ impl ConnectionLike for RedisCon {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
+        timed(match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        })
     }
 
     fn get_db(&self) -> i64 {
@@ -191,6 +201,13 @@ impl RedisCon {
         if ops.is_empty() {
             return Ok(vec![]);
         }
+        let started = std::time::Instant::now();
+        let result = self.batch_untimed(ops).await;
+        super::metrics::get().redis_round_trip(started.elapsed(), result.is_ok());
+        result
+    }
+
+    async fn batch_untimed(&self, ops: Vec<Op>) -> RedisResult<Vec<Value>> {
         match self {
             Self::Single(c) => {
                 let mut pipe = redis::pipe();

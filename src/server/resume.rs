@@ -143,6 +143,7 @@ pub async fn replay(
     }
     let marks = done.rooms.clone();
     out.direct(encode(&ServerFrame::Resumed(done)));
+    super::metrics::get().replayed("resume", (MAX_RESUME_TOTAL - budget) as u64);
     marks
 }
 

@@ -60,6 +60,8 @@ pub async fn subscribe_forever(
     subscribed: Arc<AtomicBool>,
 ) {
     let mut backoff = Duration::from_millis(100);
+    // Every subscription after the first is a reconnect (metrics).
+    let mut subscribed_before = false;
     let mut candidates = endpoints.urls.clone();
     let mut next = 0usize;
     loop {
@@ -99,6 +101,10 @@ pub async fn subscribe_forever(
                         return;
                     }
                     subscribed.store(true, Ordering::Relaxed);
+                    if subscribed_before {
+                        super::metrics::get().pubsub_reconnects.inc();
+                    }
+                    subscribed_before = true;
                     backoff = Duration::from_millis(100);
                     tracing::info!(channel = CHANNEL, "subscribed");
                     let (mut sink, mut stream) = pubsub.split();

@@ -64,12 +64,30 @@ pub struct EndJob {
     pub ack: Option<(Store, String)>,
 }
 
+/// Frames to write, in order, each with who gets it.
+pub struct Delivery {
+    pub frames: Vec<(Bytes, Targets)>,
+    /// When the oldest new message among them was stored and published
+    /// (its id's time, Unix ms): the fan-out latency is measured from it.
+    pub published_ms: Option<u64>,
+}
+
+impl Delivery {
+    /// Frames of messages read back from the streams (not timed).
+    pub fn replayed(frames: Vec<(Bytes, Targets)>) -> Self {
+        Self {
+            frames,
+            published_ms: None,
+        }
+    }
+}
+
 /// What the hub task sends its writers.
 pub enum ToWriter {
     Join(UserId, LocalSocket),
     Leave(UserId, u64),
-    /// Frames to write, in order, each with who gets it.
-    Deliver(Arc<Vec<(Bytes, Targets)>>),
+    /// Frames to write.
+    Deliver(Arc<Delivery>),
     /// Close the sockets of ended sessions.
     End(Arc<EndJob>),
     /// Close one socket with this code and reason.
@@ -150,11 +168,12 @@ async fn write_to_sockets(mut rx: mpsc::Receiver<ToWriter>) {
                 Err(_) => break,
             }
         }
-        let frames: Vec<&(Bytes, Targets)> = batches.iter().flat_map(|b| b.iter()).collect();
+        let frames: Vec<&(Bytes, Targets)> = batches.iter().flat_map(|b| b.frames.iter()).collect();
         let started = std::time::Instant::now();
-        deliver(&by_user, &frames);
+        let written = deliver(&by_user, &frames);
         walk_end = std::time::Instant::now();
         last_walk = walk_end - started;
+        count_delivery(&batches, written);
         if let Some(job) = after {
             apply(&mut by_user, job);
         }
@@ -173,7 +192,10 @@ fn apply(by_user: &mut HashMap<UserId, Vec<LocalSocket>>, job: ToWriter) {
                 }
             }
         }
-        ToWriter::Deliver(batch) => deliver(by_user, &batch.iter().collect::<Vec<_>>()),
+        ToWriter::Deliver(batch) => {
+            let written = deliver(by_user, &batch.frames.iter().collect::<Vec<_>>());
+            count_delivery(std::slice::from_ref(&batch), written);
+        }
         ToWriter::End(job) => {
             for s in by_user.get(&job.ending.user).into_iter().flatten() {
                 if job.ending.ends(job.ending.user, &s.session) {
@@ -204,6 +226,24 @@ fn apply(by_user: &mut HashMap<UserId, Vec<LocalSocket>>, job: ToWriter) {
     }
 }
 
+/// The metrics of one walk that wrote anything: frames written, and per
+/// batch of new messages the time from their publication to the end of
+/// the walk (so one observation per batch and writer that wrote it).
+fn count_delivery(batches: &[Arc<Delivery>], written: u64) {
+    if written == 0 {
+        return;
+    }
+    let m = super::metrics::get();
+    m.frames_delivered.inc_by(written);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    for published in batches.iter().filter_map(|b| b.published_ms) {
+        m.fanout_seconds
+            .observe(now_ms.saturating_sub(published) as f64 / 1000.0);
+    }
+}
+
 /// Pings every socket; closes those silent for too long.
 fn ping_all(by_user: &HashMap<UserId, Vec<LocalSocket>>, ping: &Bytes) {
     for s in by_user.values().flatten() {
@@ -218,12 +258,14 @@ fn ping_all(by_user: &HashMap<UserId, Vec<LocalSocket>>, ping: &Bytes) {
 /// Writes a batch to the sockets it targets, in order. Consecutive frames
 /// for everyone go to each socket together (one `writev`). A socket whose
 /// backlog is full is closed (1013); it leaves the index when its task
-/// ends.
-fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Targets)]) {
+/// ends. Returns the frames written (one per socket and frame).
+fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Targets)]) -> u64 {
     let too_slow = |user: UserId, s: &LocalSocket| {
         tracing::info!(user, socket = s.id, "dropping a socket that cannot keep up");
+        super::metrics::get().slow_socket_closes.inc();
         s.out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
     };
+    let mut written = 0u64;
     let mut rest = batch;
     while let Some((frame, targets)) = rest.first() {
         match targets {
@@ -236,7 +278,9 @@ fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Target
 
                 for (user, sockets) in by_user {
                     for s in sockets {
-                        if !s.out.live_many(&frames) {
+                        if s.out.live_many(&frames) {
+                            written += frames.len() as u64;
+                        } else {
                             too_slow(*user, s);
                         }
                     }
@@ -246,7 +290,9 @@ fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Target
             Targets::Users(users) => {
                 for user in users {
                     for s in by_user.get(user).into_iter().flatten() {
-                        if !s.out.live(frame) {
+                        if s.out.live(frame) {
+                            written += 1;
+                        } else {
                             too_slow(*user, s);
                         }
                     }
@@ -255,4 +301,5 @@ fn deliver(by_user: &HashMap<UserId, Vec<LocalSocket>>, batch: &[&(Bytes, Target
             }
         }
     }
+    written
 }

@@ -18,7 +18,7 @@ use super::socket_session::SocketSession;
 use super::socket_task::{SocketGuard, TaskToken};
 use super::store::{parse_cursor, SendOutcome};
 use super::wire::{self, FrameReader, Incoming, Peer, ReadError};
-use super::{typing_limit, AppState};
+use super::{metrics, typing_limit, AppState};
 use crate::protocol::{
     codes, message_id_key, ClientFrame, FrameError, ServerFrame, Typing, User, MAX_FRAME_BYTES,
     TYPING_RESEND_MS,
@@ -318,10 +318,15 @@ async fn serve_socket(
             }
         }
         if out.backlog_bytes() > DIRECT_HIGH_WATER && !out.drain(WRITE_WAIT).await {
+            metrics::get().slow_socket_closes.inc();
             out.close(close::TRY_AGAIN_LATER, "too slow; reconnect");
         }
     };
     guard.leave();
+    match &end {
+        End::Gone => tracing::debug!("socket closed: connection gone"),
+        End::Close(code, reason) => tracing::debug!(code, reason, "socket closed"),
+    }
     if let End::Close(code, reason) = end {
         // The closing handshake: our close frame after the frame being
         // written, FIN, then read until the peer closes too, so that its
@@ -425,13 +430,17 @@ async fn handle_frame(
                     .send_message(user.id, &send.room_id, &send.message, send.nonce.as_deref())
                     .await
                 {
-                    Ok(SendOutcome::Stored(_)) => Ok(None),
+                    Ok(SendOutcome::Stored(_)) => {
+                        metrics::get().messages_accepted.inc();
+                        Ok(None)
+                    }
                     Ok(SendOutcome::Duplicate(original)) => {
                         Ok(Some(ServerFrame::Message(original)))
                     }
                     Err(e) => Err(e),
                 },
             }
+            .inspect_err(|e| metrics::get().message_refused(&e.code))
         }
         ClientFrame::Read(mark) => {
             match ensure_member(state, user, memory, &mark.room_id, None).await {

@@ -114,6 +114,19 @@ impl ServerProcess {
         self.url.rsplit(':').next().unwrap().parse().unwrap()
     }
 
+    /// SIGTERM, then everything it printed (after the exit).
+    pub async fn stop_with_log(mut self) -> Vec<String> {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id().unwrap() as i32, libc::SIGTERM);
+        }
+        self.child.wait().await.unwrap();
+        while let Some(line) = self.later.recv().await {
+            self.log.push(line);
+        }
+        self.log
+    }
+
     /// SIGTERM, then its exit code.
     pub async fn stop(mut self) -> Option<i32> {
         // SAFETY: kill(2) on our own child.

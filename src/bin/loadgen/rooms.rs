@@ -103,7 +103,7 @@ pub async fn rooms(ctx: &Ctx, a: RoomsArgs) -> Res<()> {
         None => "/api/rooms".to_string(),
     };
     let (hist, counters, s0, s1) =
-        http_load(ctx, cookies, a.warmup, a.duration, |_| path.clone()).await;
+        http_load(ctx, cookies, a.warmup, a.duration, move |_| path.clone()).await;
     let line = json!({
         "scenario": "rooms",
         "rooms": a.rooms + 1,

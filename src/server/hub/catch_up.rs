@@ -9,7 +9,7 @@ use crate::server::gap::{self, CaughtUp};
 use crate::server::revocation::Ending;
 use crate::server::session::SessionId;
 use crate::server::wire;
-use crate::server::writers::{EndJob, Targets, ToWriter};
+use crate::server::writers::{Delivery, EndJob, Targets, ToWriter};
 use crate::server::ws::close;
 use std::sync::{atomic::AtomicUsize, Arc};
 use std::time::Duration;
@@ -164,8 +164,9 @@ impl Routing {
         }
         let missed: usize = done.rooms.iter().map(|(_, m, _)| m.len()).sum();
         tracing::info!(rooms = done.rooms.len(), messages = missed, "caught up");
+        crate::server::metrics::get().replayed("catch_up", missed as u64);
         if !batch.is_empty() {
-            let batch = Arc::new(batch);
+            let batch = Arc::new(Delivery::replayed(batch));
             self.to_all_writers(|| ToWriter::Deliver(batch.clone()))
                 .await;
         }
