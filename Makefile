@@ -8,6 +8,8 @@
 #   make test-rust  cargo test --features ssr (unit + tests/, each starts its own redis-server)
 #   make test-e2e   build, then the Playwright tests in end2end/ (Debian chromium)
 #   make lint       rustfmt check + clippy for the server and for the WASM front end
+#   make dist       build, then dist/redis-chat-<version>-<target>.tar.gz (binary,
+#                   systemd unit, .env.sample, INSTALL, nginx.conf)
 #   make fmt | bench | clean
 
 SHELL := /bin/bash
@@ -34,7 +36,7 @@ export REDIS_CHAT_COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)
 # Each timed step prints "[time] <target>: <seconds>s" when it ends.
 TIMED = TIMEFORMAT='[time] $@: %1Rs'; time
 
-.PHONY: tools build run test test-rust test-e2e lint fmt bench clean
+.PHONY: tools build run test test-rust test-e2e lint fmt bench dist clean
 
 tools:
 	@bash scripts/install-tools.sh
@@ -68,6 +70,9 @@ fmt:
 bench:
 	@if [ -f scripts/bench.sh ]; then bash scripts/bench.sh; else echo "no benchmarks yet"; fi
 
+dist: build
+	@bash scripts/dist.sh
+
 clean:
 	cargo clean
-	rm -rf $(SITE_ROOT) end2end/test-results end2end/playwright-report
+	rm -rf $(SITE_ROOT) dist end2end/test-results end2end/playwright-report

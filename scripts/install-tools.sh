@@ -152,7 +152,8 @@ apt_missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     case "$pkg" in
         redis-server) command -v redis-server >/dev/null 2>&1 || apt_missing+=("$pkg") ;;
-        chromium) [ -x /usr/bin/chromium ] || apt_missing+=("$pkg") ;;
+        # INSTALL_TOOLS_NO_BROWSER=1 (the Dockerfile): no browser, no e2e.
+        chromium) [ -x /usr/bin/chromium ] || [ -n "${INSTALL_TOOLS_NO_BROWSER:-}" ] || apt_missing+=("$pkg") ;;
     esac
 done
 apt_install() {

@@ -49,6 +49,21 @@ async fn a_user_in_1100_rooms_gets_every_line_right_across_chunks() {
     pipe.query_async::<()>(&mut con).await.unwrap();
 
     let listed = rooms(&mut a).await;
+    // Written directly, these rooms have no `last` key: the first page
+    // reads their streams and writes it, later pages read the keys.
+    let sample = keys::room_last(&private_room_id(me.id, first));
+    assert!(!redis::cmd("EXISTS")
+        .arg(&sample)
+        .query_async::<bool>(&mut con)
+        .await
+        .unwrap());
+    check_pages(&mut a, &listed).await;
+    let backfilled: Option<String> = redis::cmd("GET")
+        .arg(&sample)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(backfilled, Some(format!("{}-1", 1_000_000 + first)));
     check_pages(&mut a, &listed).await;
     assert_eq!(listed.len(), 1101, "General and every private room");
     // Newest first: partner ids descending (their message ids grow with

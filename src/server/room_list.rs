@@ -184,16 +184,7 @@ pub async fn rooms_of(
         // Order every room by one cheap read each, then read whole lines
         // for this page only.
         let newest = room_order::newest_ids(store, &ids).await?;
-        let mut ordered: Vec<(String, Option<String>)> = ids.into_iter().zip(newest).collect();
-        ordered.sort_by(|a, b| {
-            room_order::sort_key(a.1.as_deref(), &a.0)
-                .cmp(&room_order::sort_key(b.1.as_deref(), &b.0))
-        });
-        ids = page
-            .select(ordered, |r| r.0.as_str())?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
+        ids = page.select(room_order::ordered(ids, newest), String::as_str)?;
     }
     let rooms: Vec<(String, Option<UserId>)> = ids
         .into_iter()

@@ -5,10 +5,10 @@
 //! comes first among them and the order is the same on every request.
 //!
 //! A whole list reads every room's line (`lua/summary.lua`, five reads per
-//! room), which for a user in 5,000 rooms is a megabyte and about 100 ms
+//! room), which for a user in 5,000 rooms is a megabyte and about 50 ms
 //! of Redis time (BENCHMARKS.md). A page reads only the newest id of every
-//! room (`lua/room_order.lua`, one read per room, in the same kind of
-//! batched calls), orders them, and reads the lines of the `limit` rooms
+//! room (`room:{R}:last`, written by `lua/send.lua`: one `MGET` for a
+//! thousand rooms), orders them, and reads the lines of the `limit` rooms
 //! after the cursor only. The cursor is the id of the last room the client
 //! has: it is placed where that room is *now*, so a room that moved up
 //! since (a new message) makes the next page repeat rooms, never skip one.
@@ -27,9 +27,11 @@ static ORDER_SCRIPT: LazyLock<Script> =
 
 /// The most rooms one page may ask for.
 pub const MAX_ROOM_PAGE: usize = 500;
-/// Rooms per `lua/room_order.lua` call on a single Redis (about 1 ms of
+/// Keys per `MGET` of the rooms' newest ids.
+const KEYS_PER_READ: usize = 1000;
+/// Rooms per `lua/room_order.lua` call on a single Redis (about 2 ms of
 /// Redis time each).
-const ORDER_ROOMS_PER_CALL: usize = 1000;
+const STREAM_ROOMS_PER_CALL: usize = 500;
 
 /// Which part of the room list a request asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -92,8 +94,76 @@ pub fn sort_key<'a>(newest: Option<&str>, room: &'a str) -> (Reverse<(u64, u64)>
     (Reverse(newest.map_or((0, 0), message_id_key)), room)
 }
 
-/// The newest message id of each of `rooms` (`None`: empty), in order.
+/// `rooms` in list order, given each one's newest message id (each id
+/// parsed once).
+pub fn ordered(rooms: Vec<String>, newest: Vec<Option<String>>) -> Vec<String> {
+    let mut keyed: Vec<(Reverse<(u64, u64)>, String)> = rooms
+        .into_iter()
+        .zip(newest)
+        .map(|(room, id)| (Reverse(id.as_deref().map_or((0, 0), message_id_key)), room))
+        .collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, room)| room).collect()
+}
+
+/// The newest message id of each of `rooms` (`None`: empty), in order:
+/// `MGET` of their `room:{R}:last` keys (one read per room, no script), and
+/// only for rooms without one (history older than that key) the stream
+/// itself, which also writes the key for next time.
 pub async fn newest_ids(store: &Store, rooms: &[String]) -> Result<Vec<Option<String>>, ApiError> {
+    let con = store.con();
+    let mut ids: Vec<Option<String>> = if con.is_cluster() {
+        let ops = rooms
+            .iter()
+            .map(|room| Op::Cmd(redis::Cmd::get(keys::room_last(room))))
+            .collect();
+        let replies = con.batch(ops).await.map_err(unavailable)?;
+        replies
+            .into_iter()
+            .map(|reply| redis::from_redis_value(reply).unwrap_or(None))
+            .collect()
+    } else {
+        let ops = rooms
+            .chunks(KEYS_PER_READ)
+            .map(|chunk| {
+                let mut mget = redis::cmd("MGET");
+                for room in chunk {
+                    mget.arg(keys::room_last(room));
+                }
+                Op::Cmd(mget)
+            })
+            .collect();
+        let replies = con.batch(ops).await.map_err(unavailable)?;
+        let mut ids = Vec::with_capacity(rooms.len());
+        for (reply, chunk) in replies.into_iter().zip(rooms.chunks(KEYS_PER_READ)) {
+            let got: Vec<Option<String>> = redis::from_redis_value(reply).unwrap_or_default();
+            // A short reply is the store misbehaving: those rooms are read below.
+            ids.extend(
+                got.into_iter()
+                    .chain(std::iter::repeat(None))
+                    .take(chunk.len()),
+            );
+        }
+        ids
+    };
+    let missing: Vec<usize> = (0..rooms.len()).filter(|&i| ids[i].is_none()).collect();
+    if !missing.is_empty() {
+        let found = from_streams(store, missing.iter().map(|&i| rooms[i].as_str())).await?;
+        for (i, id) in missing.into_iter().zip(found) {
+            ids[i] = id;
+        }
+    }
+    Ok(ids)
+}
+
+/// The newest id of rooms read from their streams (`lua/room_order.lua`
+/// on a single Redis, which also writes their `last` key; a plain
+/// `XREVRANGE` per room on a cluster).
+async fn from_streams<'a>(
+    store: &Store,
+    rooms: impl Iterator<Item = &'a str>,
+) -> Result<Vec<Option<String>>, ApiError> {
+    let rooms: Vec<&str> = rooms.collect();
     let con = store.con();
     if con.is_cluster() {
         let ops = rooms
@@ -118,11 +188,13 @@ pub async fn newest_ids(store: &Store, rooms: &[String]) -> Result<Vec<Option<St
             .collect());
     }
     let ops = rooms
-        .chunks(ORDER_ROOMS_PER_CALL)
+        .chunks(STREAM_ROOMS_PER_CALL)
         .map(|call| {
             let mut invocation = ORDER_SCRIPT.prepare_invoke();
             for room in call {
-                invocation.key(keys::room_stream(room));
+                invocation
+                    .key(keys::room_stream(room))
+                    .key(keys::room_last(room));
             }
             Op::Script(&ORDER_SCRIPT, invocation)
         })
@@ -133,10 +205,9 @@ pub async fn newest_ids(store: &Store, rooms: &[String]) -> Result<Vec<Option<St
         .await
         .map_err(unavailable)?
         .into_iter()
-        .zip(rooms.chunks(ORDER_ROOMS_PER_CALL))
+        .zip(rooms.chunks(STREAM_ROOMS_PER_CALL))
     {
         let ids: Vec<Option<String>> = redis::from_redis_value(reply).unwrap_or_default();
-        // A short reply is the store misbehaving; pad so rooms keep their ids.
         out.extend(
             ids.into_iter()
                 .chain(std::iter::repeat(None))
@@ -208,8 +279,15 @@ mod tests {
             (Some("10-1"), "1:4"),
             (None, "0x"),
         ];
+        let ids: Vec<String> = rooms.iter().map(|r| r.1.to_string()).collect();
+        let newest = rooms.iter().map(|r| r.0.map(str::to_string)).collect();
+        assert_eq!(
+            ordered(ids, newest),
+            ["1:4", "0", "1:3", "1:2", "0x", "1:5"]
+        );
+        // The whole list sorts with the same key.
         rooms.sort_by(|a, b| sort_key(a.0, a.1).cmp(&sort_key(b.0, b.1)));
-        let ids: Vec<&str> = rooms.iter().map(|r| r.1).collect();
-        assert_eq!(ids, ["1:4", "0", "1:3", "1:2", "0x", "1:5"]);
+        let sorted: Vec<&str> = rooms.iter().map(|r| r.1).collect();
+        assert_eq!(sorted, ["1:4", "0", "1:3", "1:2", "0x", "1:5"]);
     }
 }

@@ -94,6 +94,11 @@ pub mod keys {
     pub fn room_read(room: &str) -> String {
         format!("room:{{{room}}}:read")
     }
+    /// The id of a room's newest message, written with it (`lua/send.lua`):
+    /// the room list orders rooms by it without reading their streams.
+    pub fn room_last(room: &str) -> String {
+        format!("room:{{{room}}}:last")
+    }
     /// Edits and deletions of a room's messages: message id → JSON
     /// `{"message","editedMs"}` or `{"deleted":true,"editedMs"}`.
     pub fn room_edits(room: &str) -> String {
@@ -944,6 +949,7 @@ impl Store {
             .key(keys::nonce(room, from, nonce))
             .key(keys::message_rate(room, from))
             .key(super::blocks::room_blocked(room))
+            .key(keys::room_last(room))
             .arg(from)
             .arg(&text)
             .arg(self.server_id.as_ref())

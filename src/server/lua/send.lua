@@ -1,6 +1,7 @@
 -- Stores a message and publishes it, in one round trip.
 -- KEYS: room stream, nonce key, sender's rate key, the room's blocked set
---       (members of a private room who blocked the other; absent elsewhere).
+--       (members of a private room who blocked the other; absent elsewhere),
+--       the room's newest id (what the room list orders rooms by).
 -- ARGV: from, message, server id, room id, nonce ('' = none), nonce TTL s,
 --       channel, rate count (0 = none), rate window ms, publish command
 --       ('PUBLISH', or 'SPUBLISH' to the room's shard channel on a cluster),
@@ -38,6 +39,7 @@ local ms = tonumber(string.match(id, '^(%d+)-'))
 if ARGV[12] ~= '0' and ms > tonumber(ARGV[12]) then
   redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d', ms - tonumber(ARGV[12])))
 end
+redis.call('SET', KEYS[5], id)
 if nonce ~= '' then redis.call('SET', KEYS[2], id, 'EX', ARGV[6]) end
 local data = {id = id, roomId = ARGV[4], from = tonumber(ARGV[1]),
               date = math.floor(ms / 1000), dateMs = ms, message = ARGV[2]}
