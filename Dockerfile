@@ -15,8 +15,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY . .
 # The tools (wasm target, wasm-bindgen-cli, cargo-leptos, npm's wasm-opt),
-# without the browser the end-to-end tests use; then the release build.
-RUN INSTALL_TOOLS_NO_BROWSER=1 bash scripts/install-tools.sh \
+# without the browser and proxy the end-to-end tests use; then the release build.
+RUN INSTALL_TOOLS_NO_E2E=1 bash scripts/install-tools.sh \
  && REDIS_CHAT_COMMIT="$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)" \
     make build
 

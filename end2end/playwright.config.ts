@@ -82,7 +82,7 @@ export default defineConfig({
         env: {
           PORT: String(PORT),
           ADDR: '127.0.0.1',
-          REDIS_DATA_DIR: path.join(dataDir, 'redis'),
+          REDIS_DATA_DIR: dataDir,
           // Empty, so a REDIS_URL in the environment or in .env (the server
           // reads .env but never overrides a variable that is set) cannot point
           // the tests at a shared Redis: the server starts its own.

@@ -3,7 +3,8 @@
 # already present at the right version. Safe to run again and again: when
 # nothing is missing it prints one summary line and nothing else.
 #
-#   apt:      redis-server, chromium (Debian's; Playwright never downloads a browser)
+#   apt:      redis-server, chromium (Debian's; Playwright never downloads a browser),
+#             nginx (the proxy of the rolling-restart test)
 #   rustup:   target wasm32-unknown-unknown (+ clippy/rustfmt when missing)
 #   cargo:    wasm-bindgen-cli 0.2.130 (must equal the wasm-bindgen crate pin)
 #             cargo-leptos 0.3.11 (built from a patched lockfile, see below)
@@ -34,7 +35,7 @@ export CARGO_PROFILE_RELEASE_INCREMENTAL=false
 WASM_BINDGEN_VERSION=0.2.130
 CARGO_LEPTOS_VERSION=0.3.11
 CARGO_UTIL_SCHEMAS_PIN=0.14.1
-APT_PACKAGES=(redis-server chromium)
+APT_PACKAGES=(redis-server chromium nginx)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
@@ -152,8 +153,10 @@ apt_missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     case "$pkg" in
         redis-server) command -v redis-server >/dev/null 2>&1 || apt_missing+=("$pkg") ;;
-        # INSTALL_TOOLS_NO_BROWSER=1 (the Dockerfile): no browser, no e2e.
-        chromium) [ -x /usr/bin/chromium ] || [ -n "${INSTALL_TOOLS_NO_BROWSER:-}" ] || apt_missing+=("$pkg") ;;
+        # INSTALL_TOOLS_NO_E2E=1 (the Dockerfile): neither the browser nor
+        # the proxy of the end-to-end tests.
+        chromium) [ -x /usr/bin/chromium ] || [ -n "${INSTALL_TOOLS_NO_E2E:-}" ] || apt_missing+=("$pkg") ;;
+        nginx) [ -x /usr/sbin/nginx ] || [ -n "${INSTALL_TOOLS_NO_E2E:-}" ] || apt_missing+=("$pkg") ;;
     esac
 done
 apt_install() {

@@ -1,6 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
-import * as path from 'node:path';
 import type { Browser, BrowserContext, Page } from '@playwright/test';
 import {
   GENERAL_ROOM_ID,
@@ -14,138 +11,14 @@ import {
   waitConnected,
   waitHydrated,
 } from './helpers';
+import { Instance, freePort, mainRedisEnv } from './instances';
 
 // Resilience across server instances: extra redis-chat processes that share
 // the Redis of the server Playwright started (its embedded redis-server
 // listens on <REDIS_CHAT_E2E_DATA_DIR>/redis.sock), restarted under a
 // connected browser.
 
-const projectRoot = path.resolve(__dirname, '..', '..');
-const serverBinary = path.join(
-  path.resolve(projectRoot, process.env.CARGO_TARGET_DIR || 'target'),
-  'release',
-  'redis-chat',
-);
 const MAIN_URL = 'http://127.0.0.1:3100';
-
-/** A free TCP port on 127.0.0.1 (the OS picks it). */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** An extra redis-chat process on the main test Redis. */
-class Instance {
-  private child: ChildProcess | null = null;
-  private exited: Promise<void> = Promise.resolve();
-  /** The last lines it printed (shown when something goes wrong). */
-  readonly log: string[] = [];
-
-  constructor(
-    readonly name: string,
-    readonly port: number,
-  ) {}
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  private note(line: string): void {
-    this.log.push(line);
-    if (this.log.length > 400) this.log.shift();
-  }
-
-  /** Starts the process and waits until `/healthz` answers 200. */
-  async start(): Promise<void> {
-    if (this.child) throw new Error(`${this.name} is already running`);
-    const dataDir = process.env.REDIS_CHAT_E2E_DATA_DIR;
-    if (!dataDir) {
-      throw new Error('REDIS_CHAT_E2E_DATA_DIR is not set (E2E_BASE_URL runs cannot start extra instances)');
-    }
-    const child = spawn(serverBinary, [], {
-      cwd: projectRoot,
-      env: {
-        ...process.env,
-        PORT: String(this.port),
-        ADDR: '127.0.0.1',
-        SITE_ROOT: 'target/site',
-        REDIS_URL: `redis+unix://${path.join(dataDir, 'redis.sock')}`,
-        REDIS_DATA_DIR: dataDir,
-        BCRYPT_COST: '4',
-        DEMO_DATA: 'true',
-        COOKIE_SECURE: 'false',
-        ALLOWED_ORIGINS: '',
-        RUST_LOG: 'info',
-        MSG_RATE_LIMIT: '0',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    this.child = child;
-    const tag = `[${this.name}:${this.port}]`;
-    for (const stream of [child.stdout, child.stderr]) {
-      let rest = '';
-      stream?.setEncoding('utf8');
-      stream?.on('data', (chunk: string) => {
-        const lines = (rest + chunk).split('\n');
-        rest = lines.pop() ?? '';
-        for (const line of lines) this.note(`${tag} ${line}`);
-      });
-    }
-    let exitInfo: string | null = null;
-    this.exited = new Promise((resolve) => {
-      child.once('exit', (code, signal) => {
-        exitInfo = `exited with code ${code} signal ${signal}`;
-        this.note(`${tag} ${exitInfo}`);
-        if (this.child === child) this.child = null;
-        resolve();
-      });
-    });
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (exitInfo) throw new Error(`${this.name} ${exitInfo} before it was ready:\n${this.log.join('\n')}`);
-      try {
-        const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-        if (res.status === 200) return;
-      } catch {
-        // Not listening yet.
-      }
-      if (Date.now() > deadline) {
-        await this.stop();
-        throw new Error(`${this.name} was not healthy within 30 s:\n${this.log.join('\n')}`);
-      }
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
-  /** SIGTERM (graceful: sockets closed with 1001), then waits for the exit; SIGKILL after 15 s. */
-  async stop(): Promise<void> {
-    const child = this.child;
-    if (!child) return;
-    child.kill('SIGTERM');
-    const killed = await Promise.race([
-      this.exited.then(() => false),
-      new Promise<boolean>((r) => setTimeout(() => r(true), 15_000)),
-    ]);
-    if (killed) {
-      this.note(`[${this.name}] did not exit 15 s after SIGTERM: SIGKILL`);
-      child.kill('SIGKILL');
-      await this.exited;
-    }
-    this.child = null;
-  }
-
-  async restart(): Promise<void> {
-    await this.stop();
-    await this.start();
-  }
-}
 
 /** Browser contexts opened by `userOn`, closed after each test. */
 const contexts: BrowserContext[] = [];
@@ -192,7 +65,7 @@ test.describe('resilience', () => {
   let b: Instance;
 
   test.beforeAll(async () => {
-    b = new Instance('B', await freePort());
+    b = new Instance('B', await freePort(), mainRedisEnv());
   });
 
   test.afterAll(async () => {
