@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn newest_first_then_by_id() {
-        let mut rooms = vec![
+        let mut rooms = [
             (None, "1:5"),
             (Some("10-0"), "1:3"),
             (Some("10-0"), "0"),
