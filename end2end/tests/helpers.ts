@@ -1,6 +1,7 @@
 import {
   test as base,
   expect,
+  type Browser,
   type BrowserContext,
   type BrowserContextOptions,
   type Locator,
@@ -152,4 +153,25 @@ export async function sendMessage(page: Page, text: string): Promise<Locator> {
   await expect(mine).not.toHaveClass(/\bpending\b/);
   await expect(mine).not.toHaveClass(/\bfailed\b/);
   return mine;
+}
+
+/**
+ * A page signed in as `name` with General open and its socket connected, in
+ * a new context whose base URL is `baseURL` (cookies are per port, so a
+ * context talks to one server). The context is added to `contexts`, for
+ * the caller to close.
+ */
+export async function userOn(
+  browser: Browser,
+  baseURL: string,
+  name: string,
+  contexts: BrowserContext[],
+): Promise<Page> {
+  const context = await browser.newContext({ baseURL });
+  contexts.push(context);
+  const page = await context.newPage();
+  await signIn(page, name);
+  await openRoom(page, GENERAL_ROOM_ID);
+  await waitConnected(page);
+  return page;
 }

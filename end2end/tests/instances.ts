@@ -138,6 +138,12 @@ export class Instance {
     this.child = null;
   }
 
+  /** The prefix of its request ids (`X-Request-Id`: one per process). */
+  async idPrefix(): Promise<string> {
+    const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
+    return (res.headers.get('x-request-id') ?? '').split('-')[0];
+  }
+
   async restart(): Promise<void> {
     await this.stop();
     await this.start();

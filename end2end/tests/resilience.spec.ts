@@ -5,11 +5,11 @@ import {
   messageWith,
   openRoom,
   sendMessage,
-  signIn,
   test,
   uniq,
   waitConnected,
   waitHydrated,
+  userOn as signedInOn,
 } from './helpers';
 import { Instance, freePort, mainRedisEnv } from './instances';
 
@@ -22,21 +22,8 @@ const MAIN_URL = 'http://127.0.0.1:3100';
 
 /** Browser contexts opened by `userOn`, closed after each test. */
 const contexts: BrowserContext[] = [];
-
-/**
- * A page signed in as `name` with General open and its socket connected, in
- * a new context whose base URL is `baseURL` (cookies are per port, so a
- * context talks to one server).
- */
-async function userOn(browser: Browser, baseURL: string, name: string): Promise<Page> {
-  const context = await browser.newContext({ baseURL });
-  contexts.push(context);
-  const page = await context.newPage();
-  await signIn(page, name);
-  await openRoom(page, GENERAL_ROOM_ID);
-  await waitConnected(page);
-  return page;
-}
+const userOn = (browser: Browser, baseURL: string, name: string) =>
+  signedInOn(browser, baseURL, name, contexts);
 
 /**
  * Waits until the page's socket is open again after its server came back.

@@ -2,8 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import type { Browser, BrowserContext, Page } from '@playwright/test';
-import { GENERAL_ROOM_ID, expect, messageWith, openRoom, sendMessage, signIn, test, uniq, waitConnected } from './helpers';
+import type { BrowserContext, Page } from '@playwright/test';
+import { expect, messageWith, sendMessage, test, uniq, userOn } from './helpers';
 import { Instance, freePort, mainRedisEnv } from './instances';
 
 // A rolling restart behind the nginx configuration of docs/deploy: two
@@ -87,6 +87,25 @@ class Nginx {
     }
   }
 
+  /**
+   * Waits until nginx sends requests to `instance` again: after a restart
+   * it does so only once the failures it counted have expired
+   * (`fail_timeout` in docs/deploy/nginx.conf). Which instance answered is
+   * in the prefix of the request id.
+   */
+  async waitRoutedTo(instance: Instance): Promise<void> {
+    const wanted = await instance.idPrefix();
+    await expect
+      .poll(
+        async () => {
+          const res = await fetch(`${this.url}/healthz`, { signal: AbortSignal.timeout(2_000) });
+          return (res.headers.get('x-request-id') ?? '').split('-')[0];
+        },
+        { message: `nginx routes to ${instance.name} again`, timeout: 20_000, intervals: [200] },
+      )
+      .toBe(wanted);
+  }
+
   errors(): string {
     const file = path.join(this.dir, 'error.log');
     return fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
@@ -104,16 +123,6 @@ class Nginx {
 }
 
 const contexts: BrowserContext[] = [];
-
-async function userVia(browser: Browser, baseURL: string, name: string): Promise<Page> {
-  const context = await browser.newContext({ baseURL });
-  contexts.push(context);
-  const page = await context.newPage();
-  await signIn(page, name);
-  await openRoom(page, GENERAL_ROOM_ID);
-  await waitConnected(page);
-  return page;
-}
 
 /** What a user may see besides the messages: nothing but the connection pill. */
 async function expectNoErrorShown(page: Page): Promise<void> {
@@ -155,9 +164,9 @@ test.describe('rolling restart behind nginx', () => {
 
   test('every message reaches every browser once while each instance restarts', async ({ browser }, testInfo) => {
     test.setTimeout(120_000);
-    const pablo = await userVia(browser, nginx.url, 'Pablo');
-    const joe = await userVia(browser, nginx.url, 'Joe');
-    const mary = await userVia(browser, nginx.url, 'Mary');
+    const pablo = await userOn(browser, nginx.url, 'Pablo', contexts);
+    const joe = await userOn(browser, nginx.url, 'Joe', contexts);
+    const mary = await userOn(browser, nginx.url, 'Mary', contexts);
     const run = uniq();
     const sent: string[] = [];
     let n = 0;
@@ -182,6 +191,9 @@ test.describe('rolling restart behind nginx', () => {
         await instance.start();
         await say(pablo, 'Pablo');
         await say(mary, 'Mary');
+        // The procedure (README, "Rolling restart"): the next instance
+        // only once this one is ready and takes traffic again.
+        await nginx.waitRoutedTo(instance);
       }
 
       for (const page of [pablo, joe, mary]) {
