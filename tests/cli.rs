@@ -564,3 +564,22 @@ async fn commands_work_on_a_cluster() {
         .failed(3, "room");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn version_names_the_crate_version_and_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli {
+        env: vec![],
+        dir: dir.path().to_path_buf(),
+    };
+    let out = cli.run(&["--version"]).await.ok();
+    let line = out.stdout.trim();
+    let expected = format!("redis-chat {} (commit ", env!("CARGO_PKG_VERSION"));
+    assert!(line.starts_with(&expected), "{line:?}");
+    // The Makefile passes the commit; a plain `cargo build` says "unknown".
+    let commit = line[expected.len()..].trim_end_matches(')');
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{line:?}"
+    );
+}
