@@ -19,8 +19,9 @@
 # - Debian's binaryen (108) breaks hydration; the npm binaryen 132 is used.
 #
 # Speed on a fresh 2-core machine (README, "First run"): the two cargo tools
-# are built with a light release profile (no LTO, 16 codegen units, no debug
-# info: they are build tools, their own speed barely matters) and at the same
+# are built with a light release profile (no LTO, 16 codegen units,
+# opt-level 1, no debug info: they are build tools, their own speed barely
+# matters) and at the same
 # time as each other and the apt and npm steps; every step prints its time
 # and the time since the start.
 set -euo pipefail
@@ -29,6 +30,8 @@ set -euo pipefail
 # unit, most of it on one core; these override it for `cargo install` only.
 export CARGO_PROFILE_RELEASE_LTO=false
 export CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+# opt-level 1: 16 % less build time for both tools (measured, README).
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=1
 export CARGO_PROFILE_RELEASE_DEBUG=0
 export CARGO_PROFILE_RELEASE_INCREMENTAL=false
 
