@@ -31,6 +31,13 @@ if ! grep -aq 'redis-chat.wasm' "$STAGE/$NAME/redis-chat"; then
     exit 1
 fi
 
+# The unit must parse (pointed at the staged binary, which is not installed).
+if command -v systemd-analyze >/dev/null 2>&1; then
+    sed "s|^ExecStart=.*|ExecStart=$STAGE/$NAME/redis-chat|" docs/deploy/redis-chat.service \
+        >"$STAGE/redis-chat-check.service"
+    systemd-analyze verify "$STAGE/redis-chat-check.service"
+fi
+
 mkdir -p dist
 tar -C "$STAGE" -czf "dist/$NAME.tar.gz" "$NAME"
 echo "dist/$NAME.tar.gz ($(du -h "dist/$NAME.tar.gz" | cut -f1))"

@@ -332,6 +332,30 @@ mod tests {
     }
 
     #[test]
+    fn metrics_count_requests_under_a_fixed_set_of_route_names() {
+        let table = [
+            ("/", 200, "/"),
+            ("/login", 200, "/login"),
+            ("/ws", 101, "/ws"),
+            ("/readyz", 503, "/readyz"),
+            ("/pkg/redis-chat.0123456789abcdef.wasm", 200, "/pkg"),
+            ("/api/rooms", 200, "/api/rooms"),
+            ("/api/rooms", 401, "/api/rooms"),
+            ("/api/no-such-function", 404, "/api/unknown"),
+            (
+                "/api/a-very-long-made-up-path-that-is-no-function",
+                405,
+                "/api/unknown",
+            ),
+            ("/favicon.svg", 200, "other"),
+            ("/some/page/12345", 404, "other"),
+        ];
+        for (path, status, label) in table {
+            assert_eq!(route_label(path, status), label, "{path} {status}");
+        }
+    }
+
+    #[test]
     fn paths_and_methods_of_no_server_function() {
         assert!(not_a_server_fn(&Method::POST, "/api/login").is_none());
         assert!(not_a_server_fn(&Method::GET, "/api/me").is_none());
