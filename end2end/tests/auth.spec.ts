@@ -3,6 +3,7 @@ import {
   DEMO_PASSWORD,
   LOGIN_URL,
   expect,
+  expectSentToSignIn,
   registerFresh,
   signIn,
   test,
@@ -20,8 +21,7 @@ test.describe('accounts', () => {
     await expect(page.locator('#login-form')).toBeVisible();
 
     // The session is gone: the chat page sends us back to sign in.
-    await page.goto('/');
-    await expect(page).toHaveURL(LOGIN_URL);
+    await expectSentToSignIn(page, '/');
   });
 
   test('the sign-in page offers the demo users', async ({ page }) => {
@@ -50,8 +50,7 @@ test.describe('accounts', () => {
   });
 
   test('signed out, the chat page redirects to sign in', async ({ page }) => {
-    await page.goto('/');
-    await expect(page).toHaveURL(LOGIN_URL);
+    await expectSentToSignIn(page, '/');
     await expect(page.locator('#login-form')).toBeVisible();
   });
 

@@ -57,6 +57,17 @@ export async function waitHydrated(page: Page): Promise<void> {
 export const LOGIN_URL = (url: URL) => url.pathname === '/login';
 export const CHAT_URL = (url: URL) => url.pathname === '/';
 
+/**
+ * Opens `path` while signed out and expects to land on /login. The page
+ * sends the visitor on by itself (once its cached WASM has hydrated, which
+ * can be before the load event), so the navigation is only awaited until
+ * the server's answer arrives.
+ */
+export async function expectSentToSignIn(page: Page, path: string): Promise<void> {
+  await page.goto(path, { waitUntil: 'commit' });
+  await expect(page).toHaveURL(LOGIN_URL);
+}
+
 /** Signs in on /login with the sign-in form and waits for the hydrated chat page. */
 export async function signIn(page: Page, name: string, password = DEMO_PASSWORD): Promise<void> {
   await page.goto('/login');

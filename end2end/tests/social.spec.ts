@@ -4,6 +4,7 @@ import {
   FRESH_PASSWORD,
   LOGIN_URL,
   expect,
+  expectSentToSignIn,
   messageWith,
   registerFresh,
   sendMessage,
@@ -384,8 +385,7 @@ test.describe('account', () => {
     await expect(form.locator('.form-error')).toHaveCount(0);
 
     // The other session is over; this one goes on.
-    await other.goto('/');
-    await expect(other).toHaveURL(LOGIN_URL);
+    await expectSentToSignIn(other, '/');
     await page.goto('/');
     await expect(page).toHaveURL(CHAT_URL);
 
@@ -403,13 +403,11 @@ test.describe('account', () => {
     await waitHydrated(page);
     await page.locator('#logout-all').click();
     await expect(page).toHaveURL(LOGIN_URL);
-    await page.goto('/');
-    await expect(page).toHaveURL(LOGIN_URL);
+    await expectSentToSignIn(page, '/');
     // The other browser's open chat page is signed out by its socket's
     // close (4001), without a reload.
     await expect(other).toHaveURL(LOGIN_URL, { timeout: 5_000 });
-    await other.goto('/account');
-    await expect(other).toHaveURL(LOGIN_URL);
+    await expectSentToSignIn(other, '/account');
   });
 
   test('without JavaScript: the password form posts and shows the server\'s errors', async ({ newPage }) => {
@@ -450,7 +448,6 @@ test.describe('account', () => {
 
   test('signed out, /account sends to the sign-in page', async ({ newPage }) => {
     const page = await newPage();
-    await page.goto('/account');
-    await expect(page).toHaveURL(LOGIN_URL);
+    await expectSentToSignIn(page, '/account');
   });
 });
