@@ -95,12 +95,12 @@ pub fn sort_key<'a>(newest: Option<&str>, room: &'a str) -> (Reverse<(u64, u64)>
 }
 
 /// `rooms` in list order, given each one's newest message id (each id
-/// parsed once).
+/// parsed once; ties by room id, as in [`sort_key`]).
 pub fn ordered(rooms: Vec<String>, newest: Vec<Option<String>>) -> Vec<String> {
     let mut keyed: Vec<(Reverse<(u64, u64)>, String)> = rooms
         .into_iter()
         .zip(newest)
-        .map(|(room, id)| (Reverse(id.as_deref().map_or((0, 0), message_id_key)), room))
+        .map(|(room, id)| (sort_key(id.as_deref(), "").0, room))
         .collect();
     keyed.sort_unstable();
     keyed.into_iter().map(|(_, room)| room).collect()
